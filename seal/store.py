@@ -1,0 +1,215 @@
+"""The LanceDB store: one `pairs` row per preference pair, plus `quarantine` and `runs`.
+
+All writes go through this module so that every write is recorded in `runs` with the recipe that
+produced it and the `pairs` version it created.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import lancedb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from seal import schema
+from seal.errors import SealError, StoreError
+
+DEFAULT_STORE = "./seal-store"
+PAIRS, QUARANTINE, RUNS = "pairs", "quarantine", "runs"
+_SCHEMAS = {PAIRS: schema.PAIRS, QUARANTINE: schema.QUARANTINE, RUNS: schema.RUNS}
+
+
+def default_store_path() -> str:
+    """The store path used when none is given: `$SEAL_STORE`, else `./seal-store`."""
+    return os.environ.get("SEAL_STORE") or DEFAULT_STORE
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_run_id() -> str:
+    return now_utc().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One row of the `runs` table: what a write did and what determined it."""
+
+    run_id: str
+    stage: str
+    name: str
+    fingerprint: str
+    recipe: Mapping[str, Any]
+    provenance: Mapping[str, Any]
+    status: str
+    rows_written: int
+    pairs_version: int | None
+    started_at: datetime
+    finished_at: datetime
+
+    def to_row(self) -> dict[str, Any]:
+        row = dict(self.__dict__)
+        row["recipe"] = json.dumps(self.recipe, sort_keys=True)
+        row["provenance"] = json.dumps(self.provenance, sort_keys=True, default=str)
+        return row
+
+
+class Store:
+    """A seal store at a folder path. Opening never creates anything; writes create tables on demand."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None):
+        self.path = Path(path or default_store_path())
+        self._db: lancedb.DBConnection | None = None
+
+    # -- connection and tables -------------------------------------------------------------------
+    @property
+    def db(self) -> lancedb.DBConnection:
+        if self._db is None:
+            self._db = lancedb.connect(str(self.path))
+        return self._db
+
+    def exists(self) -> bool:
+        return self.path.is_dir() and PAIRS in self.table_names()
+
+    def table_names(self) -> list[str]:
+        if not self.path.is_dir():
+            return []
+        return list(self.db.list_tables().tables)
+
+    def require(self) -> None:
+        """Raise a helpful error when there is no store (or no pairs) at this path."""
+        if not self.exists():
+            raise StoreError(
+                f"no seal store with pairs at {self.path}",
+                hint="run `seal ingest SOURCE` first, or point --store / SEAL_STORE at an existing store",
+            )
+
+    def table(self, name: str, create: bool = False) -> lancedb.table.Table:
+        if name in self.table_names():
+            return self.db.open_table(name)
+        if not create:
+            raise StoreError(f"the store at {self.path} has no `{name}` table")
+        self.path.mkdir(parents=True, exist_ok=True)
+        return self.db.create_table(name, schema=_SCHEMAS[name])
+
+    def pairs(self) -> lancedb.table.Table:
+        self.require()
+        return self.table(PAIRS)
+
+    # -- reads -----------------------------------------------------------------------------------
+    def pair_ids(self, dataset: str | None = None) -> pa.ChunkedArray:
+        """All pair ids (optionally of one dataset), read from the pair_id column only."""
+        if PAIRS not in self.table_names():
+            return pa.chunked_array([], type=pa.string())
+        ds = self.table(PAIRS).to_lance()
+        flt = None if dataset is None else pc.field("dataset") == dataset
+        return ds.to_table(columns=["pair_id"], filter=flt).column("pair_id")
+
+    # -- writes ----------------------------------------------------------------------------------
+    def add_pairs(self, rows: pa.Table) -> int:
+        """Append new pair rows, aligned to the table's current (possibly evolved) schema.
+
+        Returns the `pairs` version after the write. Callers filter out ids already present.
+        """
+        table = self.table(PAIRS, create=True)
+        table.add(_align(rows, table.schema))
+        return int(table.version)
+
+    def add_quarantine(self, rows: pa.Table) -> None:
+        if rows.num_rows:
+            self.table(QUARANTINE, create=True).add(_align(rows, schema.QUARANTINE))
+
+    def record_run(self, record: RunRecord) -> None:
+        runs = self.table(RUNS, create=True)
+        runs.add(pa.Table.from_pylist([record.to_row()], schema=schema.RUNS))
+
+    def runs(self, stage: str | None = None) -> list[dict[str, Any]]:
+        """Run records, oldest first, with recipe and provenance decoded."""
+        if RUNS not in self.table_names():
+            return []
+        rows = self.table(RUNS).to_arrow().to_pylist()
+        rows = [r for r in rows if stage is None or r["stage"] == stage]
+        for r in rows:
+            r["recipe"] = json.loads(r["recipe"])
+            r["provenance"] = json.loads(r["provenance"])
+        rows.sort(key=lambda r: r["started_at"])
+        return rows
+
+    # -- versions and tags -------------------------------------------------------------------------
+    def versions(self) -> list[dict[str, Any]]:
+        """Every version of `pairs` with the Lance operation that made it, the seal run and tags."""
+        table = self.pairs()
+        ds = table.to_lance()
+        versions = table.list_versions()
+        # get_transactions returns the newest first, one per version after the first.
+        transactions = ds.get_transactions(len(versions) + 1)
+        operations: dict[int, str] = {}
+        latest = int(table.version)
+        for offset, tx in enumerate(transactions):
+            if tx is not None:
+                operations[latest - offset] = type(tx.operation).__name__
+        by_version = {r["pairs_version"]: r for r in self.runs() if r["pairs_version"] is not None}
+        tags: dict[int, list[str]] = {}
+        for tag_name, info in table.tags.list().items():
+            tags.setdefault(int(info["version"]), []).append(tag_name)
+        out = []
+        for v in versions:
+            number = int(v["version"])
+            run = by_version.get(number)
+            out.append(
+                {
+                    "version": number,
+                    "timestamp": v["timestamp"].isoformat(),
+                    "operation": operations.get(number, "Unknown"),
+                    "rows": int(v["metadata"].get("total_rows", 0)),
+                    "run_id": run["run_id"] if run else None,
+                    "stage": run["stage"] if run else None,
+                    "name": run["name"] if run else None,
+                    "tags": sorted(tags.get(number, [])),
+                }
+            )
+        return out
+
+    def tag(self, name: str, version: int | None = None) -> dict[str, Any]:
+        """Tag a version of `pairs` (the current one by default)."""
+        table = self.pairs()
+        existing = table.tags.list()
+        if name in existing:
+            raise SealError(
+                f"tag `{name}` already exists (version {existing[name]['version']})",
+                hint="choose another name",
+            )
+        target = int(table.version) if version is None else int(version)
+        known = {int(v["version"]) for v in table.list_versions()}
+        if target not in known:
+            raise StoreError(f"`pairs` has no version {target}", hint="see `seal versions`")
+        table.tags.create(name, target)
+        return {"tag": name, "version": target}
+
+
+def _align(rows: pa.Table, target: pa.Schema) -> pa.Table:
+    """Give `rows` exactly the target schema: missing columns become nulls, extra ones are an error."""
+    extra = set(rows.column_names) - set(target.names)
+    if extra:
+        raise StoreError(f"columns not in the table schema: {sorted(extra)}")
+    columns = []
+    for field in target:
+        if field.name in rows.column_names:
+            columns.append(rows.column(field.name).cast(field.type))
+        else:
+            columns.append(pa.nulls(rows.num_rows, type=field.type))
+    return pa.Table.from_arrays(columns, schema=target)
+
+
+def iter_batches(table: pa.Table, size: int) -> Iterable[pa.Table]:
+    for start in range(0, table.num_rows, size):
+        yield table.slice(start, size)
