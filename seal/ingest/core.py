@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -65,11 +66,9 @@ def default_dataset_name(source: Source, split: str | None, subset: str | None, 
     if source.kind == "datasets":
         parts = [source.location] + [p for p in (subset, data_dir) if p]
         return "/".join(parts) + (f":{split}" if split else "")
-    path = source.files[0] if source.kind == "file" else None
-    if path is None:
-        from pathlib import Path
-
+    if source.kind == "folder":
         return Path(source.location).resolve().name
+    path = source.files[0]
     stem = path.name.split(".")[0]
     if stem in {"train", "test", "validation", "valid", "dev", "eval", "data", "pairs"}:
         return f"{path.resolve().parent.name}/{stem}"
@@ -184,6 +183,76 @@ class _Builder:
         return pa.concat_tables(self.chunks)
 
 
+def ingest_recipe(
+    source: str,
+    dataset: str | None = None,
+    loader: str = "auto",
+    fmt: str = "auto",
+    column_map: Sequence[str] = (),
+    label_map: Sequence[str] = (),
+    split: str | None = None,
+    subset: str | None = None,
+    data_dir: str | None = None,
+    revision: str | None = None,
+    limit: int | None = None,
+    sample: int | None = None,
+    seed: int = 0,
+) -> Recipe:
+    """The recipe an ingest with these options would record (validates the options)."""
+    recipe, _, _ = _prepare(
+        source, dataset, loader, fmt, column_map, label_map, split, subset, data_dir, revision, limit, sample, seed
+    )
+    return recipe
+
+
+def _prepare(
+    source: str,
+    dataset: str | None,
+    loader: str,
+    fmt: str,
+    column_map: Sequence[str],
+    label_map: Sequence[str],
+    split: str | None,
+    subset: str | None,
+    data_dir: str | None,
+    revision: str | None,
+    limit: int | None,
+    sample: int | None,
+    seed: int,
+) -> tuple[Recipe, Source, ColumnMap]:
+    if fmt != "auto" and fmt not in FORMATS:
+        raise SourceError(f"unknown format `{fmt}`", hint=f"use auto or one of {', '.join(FORMATS)}")
+    if loader not in ("auto", "files", "datasets"):
+        raise SourceError(f"unknown loader `{loader}`", hint="use auto, files or datasets")
+    for value, flag in ((limit, "--limit"), (sample, "--sample")):
+        if value is not None and value <= 0:
+            raise SourceError(f"{flag} must be a positive number of rows")
+    mapping = ColumnMap(parse_map_options(column_map), parse_label_map(label_map))
+    if mapping.labels and fmt not in ("auto", "pairwise"):
+        raise SourceError("--label-map only applies to --format pairwise")
+    src = open_source(source, loader, split=split, subset=subset, data_dir=data_dir, revision=revision)
+    location = source if src.kind == "datasets" else str(Path(source).resolve())
+    recipe = Recipe(
+        "ingest",
+        dataset or default_dataset_name(src, split, subset, data_dir),
+        {
+            "source": location,
+            "loader": src.kind,
+            "format": fmt,
+            "map": dict(sorted(mapping.columns.items())),
+            "label_map": dict(sorted(mapping.labels.items())),
+            "split": split,
+            "subset": subset,
+            "data_dir": data_dir,
+            "revision": revision,
+            "limit": limit,
+            "sample": sample,
+            "seed": seed if sample else None,
+        },
+    )
+    return recipe, src, mapping
+
+
 def ingest(
     store: Store,
     source: str,
@@ -204,35 +273,11 @@ def ingest(
 ) -> IngestResult:
     """Ingest a preference dataset into the store; see `seal ingest --help` for the options."""
     started, t0 = now_utc(), time.perf_counter()
-    if fmt != "auto" and fmt not in FORMATS:
-        raise SourceError(f"unknown format `{fmt}`", hint=f"use auto or one of {', '.join(FORMATS)}")
-    for value, flag in ((limit, "--limit"), (sample, "--sample")):
-        if value is not None and value <= 0:
-            raise SourceError(f"{flag} must be a positive number of rows")
-    mapping = ColumnMap(parse_map_options(column_map), parse_label_map(label_map))
-    if mapping.labels and fmt not in ("auto", "pairwise"):
-        raise SourceError("--label-map only applies to --format pairwise")
-    src = open_source(source, loader, split=split, subset=subset, data_dir=data_dir, revision=revision)
-    dataset = name or default_dataset_name(src, split, subset, data_dir)
-    run_id = new_run_id()
-    recipe = Recipe(
-        "ingest",
-        dataset,
-        {
-            "source": source,
-            "loader": src.kind,
-            "format": fmt,
-            "map": dict(sorted(mapping.columns.items())),
-            "label_map": dict(sorted(mapping.labels.items())),
-            "split": split,
-            "subset": subset,
-            "data_dir": data_dir,
-            "revision": revision,
-            "limit": limit,
-            "sample": sample,
-            "seed": seed if sample else None,
-        },
+    recipe, src, mapping = _prepare(
+        source, name, loader, fmt, column_map, label_map, split, subset, data_dir, revision, limit, sample, seed
     )
+    dataset = recipe.name
+    run_id = new_run_id()
 
     raw_rows: Iterable[RawRow] = _limited(src.rows(), limit)
     with progress_bar(show_progress, desc=f"Reading {dataset}", unit="rows") as bar:
@@ -305,8 +350,10 @@ def _new_quarantine(store: Store, rows: list[dict[str, Any]]) -> list[dict[str, 
     if not rows or "quarantine" not in store.table_names():
         return rows
     dataset = rows[0]["dataset"]
-    known = store.table("quarantine").to_lance().to_table(
-        columns=["source_key", "reason"], filter=pc.field("dataset") == dataset
+    known = (
+        store.table("quarantine")
+        .to_lance()
+        .to_table(columns=["source_key", "reason"], filter=pc.field("dataset") == dataset)
     )
     seen = set(zip(known.column("source_key").to_pylist(), known.column("reason").to_pylist(), strict=True))
     return [r for r in rows if (r["source_key"], r["reason"]) not in seen]

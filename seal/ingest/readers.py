@@ -104,7 +104,7 @@ def open_source(
 # -- local files --------------------------------------------------------------------------------
 def _open_binary(path: Path, gz: bool) -> io.BufferedIOBase:
     try:
-        return gzip.open(path, "rb") if gz else open(path, "rb")  # noqa: SIM115
+        return gzip.open(path, "rb") if gz else open(path, "rb")
     except OSError as err:
         raise SourceError(f"cannot open {path}: {err.strerror or err}") from None
 

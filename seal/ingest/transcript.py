@@ -63,7 +63,5 @@ def split_final_response(text: str) -> SplitTranscript:
     tail = text[cut:]
     tail_turns = parse_turns(tail)
     if len(tail_turns) != 1 or tail_turns[0]["role"] != "assistant":
-        raise TranscriptError(
-            "final_turn_not_assistant", "a Human turn follows the last Assistant turn"
-        )
+        raise TranscriptError("final_turn_not_assistant", "a Human turn follows the last Assistant turn")
     return SplitTranscript(prefix=prefix, context=parse_turns(prefix), response=tail_turns[0]["content"])
