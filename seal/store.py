@@ -24,6 +24,8 @@ from seal.errors import SealError, StoreError
 
 DEFAULT_STORE = "./seal-store"
 PAIRS, QUARANTINE, RUNS = "pairs", "quarantine", "runs"
+WORK_PREFIX = "work__"
+INGEST_OWNED = frozenset(schema.INGEST_COLUMNS)
 _SCHEMAS = {PAIRS: schema.PAIRS, QUARANTINE: schema.QUARANTINE, RUNS: schema.RUNS}
 
 
@@ -144,6 +146,40 @@ class Store:
         rows.sort(key=lambda r: r["started_at"])
         return rows
 
+    # -- annotation columns ------------------------------------------------------------------------
+    def columns(self) -> list[str]:
+        """Top-level columns of `pairs`."""
+        return list(self.pairs().schema.names)
+
+    def work_table(self, column: str, row_schema: pa.Schema) -> lancedb.table.Table:
+        """The checkpoint table of a stage that fills `column`: batches are appended here as they finish,
+        so a killed run resumes from what was committed (created on first use)."""
+        name = WORK_PREFIX + column
+        if name in self.table_names():
+            return self.db.open_table(name)
+        self.path.mkdir(parents=True, exist_ok=True)
+        return self.db.create_table(name, schema=row_schema)
+
+    def drop_work_table(self, column: str) -> None:
+        name = WORK_PREFIX + column
+        if name in self.table_names():
+            self.db.drop_table(name)
+
+    def materialize_column(self, column: str, values: pa.Table) -> int:
+        """Write `column` of `pairs` from a table of (pair_id, column): a column-level write
+        (Lance merge on pair_id) that leaves the other columns' files untouched. Pairs absent from
+        `values` get null. An existing column of that name is replaced. Returns the new version."""
+        if values.column_names != ["pair_id", column]:
+            raise StoreError(f"materialize_column needs columns [pair_id, {column}], got {values.column_names}")
+        if column in INGEST_OWNED:
+            raise StoreError(f"`{column}` belongs to ingest and cannot be overwritten")
+        values = _last_per_key(values, "pair_id")
+        table = self.pairs()
+        if column in table.schema.names:
+            table.drop_columns([column])
+        table.to_lance().merge(values, left_on="pair_id")
+        return int(self.db.open_table(PAIRS).version)
+
     # -- versions and tags -------------------------------------------------------------------------
     def versions(self) -> list[dict[str, Any]]:
         """Every version of `pairs` with the Lance operation that made it, the seal run and tags."""
@@ -194,6 +230,16 @@ class Store:
             raise StoreError(f"`pairs` has no version {target}", hint="see `seal versions`")
         table.tags.create(name, target)
         return {"tag": name, "version": target}
+
+
+def _last_per_key(values: pa.Table, key: str) -> pa.Table:
+    """Keep the last row of each key (a batch committed twice must not duplicate a pair)."""
+    keys = values.column(key)
+    if pc.count_distinct(keys).as_py() == values.num_rows:
+        return values
+    indexed = values.append_column("__row", pa.array(range(values.num_rows), pa.int64()))
+    last = indexed.group_by(key).aggregate([("__row", "max")]).column("__row_max")
+    return values.take(last)
 
 
 def _align(rows: pa.Table, target: pa.Schema) -> pa.Table:
