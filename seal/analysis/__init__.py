@@ -1,0 +1,1 @@
+"""Read-only analyses over the store; each returns a result object with to_json() and a text rendering."""

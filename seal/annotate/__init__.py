@@ -1,0 +1,1 @@
+"""Stages that add annotation columns to pairs (scores, features, embeddings, variants)."""
