@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import itertools
 import json
+import os
+import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -26,17 +29,19 @@ from seal.ingest.formats import (
     FORMATS,
     ColumnMap,
     RowProblem,
+    check_columns,
+    check_mapped_columns,
     detect_format,
     parse_label_map,
     parse_map_options,
-    required_columns,
 )
-from seal.ingest.readers import SNIPPET_CHARS, RawRow, Source, open_source
+from seal.ingest.readers import SNIPPET_CHARS, RawRow, Source, open_source, suffix_of
 from seal.progress import progress_bar
 from seal.recipe import Recipe
 from seal.store import RunRecord, Store, new_run_id, now_utc
 
 CHUNK_ROWS = 20_000
+DETECT_ROWS = 100  # records read to detect the format and check the columns
 
 
 @dataclass
@@ -69,7 +74,8 @@ def default_dataset_name(source: Source, split: str | None, subset: str | None, 
     if source.kind == "folder":
         return Path(source.location).resolve().name
     path = source.files[0]
-    stem = path.name.split(".")[0]
+    suffix, gz = suffix_of(path)
+    stem = path.name[: len(path.name) - len(suffix) - (3 if gz else 0)] or path.name
     if stem in {"train", "test", "validation", "valid", "dev", "eval", "data", "pairs"}:
         return f"{path.resolve().parent.name}/{stem}"
     return stem
@@ -77,7 +83,7 @@ def default_dataset_name(source: Source, split: str | None, subset: str | None, 
 
 def pair_id_for(dataset: str, key: str) -> str:
     """Stable id of a pair: the dataset name and the row's key in its source."""
-    return hashlib.sha256(f"{dataset}\x1f{key}".encode()).hexdigest()[:24]
+    return hashlib.sha256(f"{dataset}\x1f{key}".encode("utf-8", "surrogatepass")).hexdigest()[:24]
 
 
 def content_hash(context: list[dict[str, str]], chosen: str, rejected: str) -> str:
@@ -105,10 +111,23 @@ def _sampled(rows: Iterable[RawRow], n: int, seed: int) -> list[RawRow]:
     return sorted((item[2] for item in heap), key=lambda r: r.index)
 
 
-def _has_nul(canonical: Any) -> bool:
-    if "\x00" in canonical.chosen or "\x00" in canonical.rejected:
-        return True
-    return any("\x00" in m["content"] for m in canonical.context)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _text_problem(canonical: Any) -> tuple[str, str] | None:
+    """A reason to quarantine a pair whose texts cannot be stored or used as text."""
+    texts = [canonical.chosen, canonical.rejected, canonical.chosen_raw, canonical.rejected_raw]
+    texts += [m["content"] for m in canonical.context]
+    if any("\x00" in t for t in texts):
+        return "nul_byte", "the text holds NUL (\\x00) characters"
+    if any(_SURROGATE.search(t) for t in texts):
+        return "invalid_unicode", "the text holds a lone surrogate (e.g. \\ud800), which is not valid Unicode"
+    return None
+
+
+def _safe(text: str) -> str:
+    """Text that can be stored: lone surrogates become U+FFFD."""
+    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
 
 
 class _Builder:
@@ -163,10 +182,10 @@ class _Builder:
             {
                 "dataset": self.dataset,
                 "source": self.source,
-                "source_key": row.key,
+                "source_key": _safe(row.key),
                 "reason": reason,
-                "detail": detail,
-                "snippet": snippet[:SNIPPET_CHARS],
+                "detail": _safe(detail),
+                "snippet": _safe(snippet[:SNIPPET_CHARS]),
                 "run_id": self.run_id,
             }
         )
@@ -184,7 +203,7 @@ class _Builder:
 
 
 def ingest_recipe(
-    source: str,
+    source: str | os.PathLike[str],
     dataset: str | None = None,
     loader: str = "auto",
     fmt: str = "auto",
@@ -206,7 +225,7 @@ def ingest_recipe(
 
 
 def _prepare(
-    source: str,
+    source: str | os.PathLike[str],
     dataset: str | None,
     loader: str,
     fmt: str,
@@ -230,8 +249,9 @@ def _prepare(
     mapping = ColumnMap(parse_map_options(column_map), parse_label_map(label_map))
     if mapping.labels and fmt not in ("auto", "pairwise"):
         raise SourceError("--label-map only applies to --format pairwise")
+    source = os.fspath(source)
     src = open_source(source, loader, split=split, subset=subset, data_dir=data_dir, revision=revision)
-    location = source if src.kind == "datasets" else str(Path(source).resolve())
+    location = source if src.kind == "datasets" else str(Path(src.location).resolve())
     recipe = Recipe(
         "ingest",
         dataset or default_dataset_name(src, split, subset, data_dir),
@@ -255,7 +275,7 @@ def _prepare(
 
 def ingest(
     store: Store,
-    source: str,
+    source: str | os.PathLike[str],
     *,
     name: str | None = None,
     fmt: str = "auto",
@@ -273,6 +293,7 @@ def ingest(
 ) -> IngestResult:
     """Ingest a preference dataset into the store; see `seal ingest --help` for the options."""
     started, t0 = now_utc(), time.perf_counter()
+    source = os.fspath(source)
     recipe, src, mapping = _prepare(
         source, name, loader, fmt, column_map, label_map, split, subset, data_dir, revision, limit, sample, seed
     )
@@ -284,7 +305,9 @@ def ingest(
         raw_rows = bar.wrap(raw_rows)
         if sample is not None:
             raw_rows = _sampled(raw_rows, sample, seed)
-        builder, read, chosen_fmt, reason = _adapt_all(raw_rows, dataset, source, fmt, mapping, run_id)
+        builder, read, chosen_fmt, reason = _adapt_all(
+            raw_rows, dataset, recipe.params["source"], fmt, mapping, run_id, shown=source
+        )
     pairs = builder.pairs()
 
     existing = store.pair_ids(dataset)
@@ -360,69 +383,69 @@ def _new_quarantine(store: Store, rows: list[dict[str, Any]]) -> list[dict[str, 
 
 
 def _adapt_all(
-    rows: Iterable[RawRow], dataset: str, source: str, fmt: str, mapping: ColumnMap, run_id: str
+    rows: Iterable[RawRow],
+    dataset: str,
+    source: str,
+    fmt: str,
+    mapping: ColumnMap,
+    run_id: str,
+    shown: str | None = None,
 ) -> tuple[_Builder, int, str, str]:
-    """Adapt every raw row; the format is detected (and --map checked) on the first decodable record."""
-    builder: _Builder | None = None
-    pending: list[RawRow] = []
-    adapter = None
+    """Adapt every raw row; the format is detected (and --map checked) on the first decodable records.
+
+    `source` is recorded with quarantined rows; `shown` (the source as the user wrote it) names it in errors.
+    """
+    shown = shown or source
+    rows = iter(rows)
+    head: list[RawRow] = []
+    records: list[dict[str, Any]] = []
+    for row in rows:
+        head.append(row)
+        if row.record is not None:
+            records.append(row.record)
+            if len(records) >= DETECT_ROWS:
+                break
+    if not records:
+        if not head:
+            raise SourceError(f"{shown}: no rows to ingest", hint="the source is empty")
+        first = head[0]
+        raise SourceError(
+            f"{shown}: none of the {len(head)} rows could be decoded "
+            f"(first problem at {first.key}: {first.problem[0]}, {first.problem[1]})",  # type: ignore[index]
+            hint="check that the file type matches its content",
+        )
     reason = "given with --format"
+    try:
+        check_mapped_columns(records, mapping)
+        if fmt == "auto":
+            fmt, reason = detect_format(records, mapping)
+        check_columns(records, fmt, mapping)
+    except SourceError as err:
+        raise SourceError(f"{shown}: {err.message}", hint=err.hint) from None
+    adapter = ADAPTERS[fmt]
+    builder = _Builder(dataset, source, fmt, run_id)
     key_column = mapping.columns.get("key")
     read = 0
-    for row in rows:
+    for row in itertools.chain(head, rows):
         read += 1
-        if builder is None:
-            if row.record is None:
-                pending.append(row)
-                continue
-            if fmt == "auto":
-                fmt, reason = detect_format(row.record, mapping)
-            _check_columns(row.record, fmt, mapping)
-            adapter = ADAPTERS[fmt]
-            builder = _Builder(dataset, source, fmt, run_id)
-            for early in pending:
-                builder.add_problem(early, *early.problem)  # type: ignore[misc]
         if row.record is None:
             builder.add_problem(row, *row.problem)  # type: ignore[misc]
             continue
         try:
-            canonical = adapter(row.record, mapping)  # type: ignore[misc]
+            canonical = adapter(row.record, mapping)
         except RowProblem as problem:
             builder.add_problem(row, problem.reason, problem.detail)
             continue
-        if _has_nul(canonical):
-            builder.add_problem(row, "nul_byte", "the text holds NUL (\\x00) characters")
+        problem = _text_problem(canonical)
+        if problem is not None:
+            builder.add_problem(row, *problem)
             continue
         key = row.key
         if key_column is not None:
             value = row.record.get(key_column)
-            if value is None:
-                builder.add_problem(row, "missing_value", f"the key column `{key_column}` is null")
+            if value is None or (isinstance(value, str) and not value.strip()):
+                builder.add_problem(row, "missing_value", f"the key column `{key_column}` is empty")
                 continue
             key = f"{key_column}={value}"
         builder.add_pair(row, key, canonical)
-    if builder is None:
-        if read == 0:
-            raise SourceError(f"{source}: no rows to ingest")
-        first = pending[0]
-        raise SourceError(
-            f"{source}: none of the {read} rows could be decoded (first problem at {first.key}: {first.problem[1]})"  # type: ignore[index]
-        )
     return builder, read, fmt, reason
-
-
-def _check_columns(sample: dict[str, Any], fmt: str, mapping: ColumnMap) -> None:
-    """File-level check: every --map column and the format's required columns exist in the data."""
-    columns = sorted(sample)
-    for key, column in mapping.columns.items():
-        if column not in sample:
-            raise SourceError(
-                f"bad --map {key}={column}: the source has no column `{column}`",
-                hint=f"columns are: {', '.join(columns)}",
-            )
-    missing = [c for c in required_columns(fmt, mapping, sample) if c not in sample]
-    if missing:
-        raise SourceError(
-            f"the source has no {', '.join(f'`{c}`' for c in missing)} column for format {fmt}",
-            hint=f"columns are: {', '.join(columns)}; map others with --map KEY=COLUMN",
-        )

@@ -7,7 +7,8 @@ Canonical pair: ``context`` (list of ``{role, content}``), ``chosen``/``rejected
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from seal.ingest.transcript import TranscriptError, has_markers, parse_turns, sp
 FORMATS = ("transcript", "prompt-response", "messages", "pairwise")
 MAP_KEYS = ("prompt", "chosen", "rejected", "a", "b", "label", "system", "key")
 LABELS = ("a", "b", "tie")
+DEFAULT_LABELS = {"a": "a", "b": "b", "tie": "tie"}
 DEFAULT_COLUMNS = {
     "prompt": "prompt",
     "chosen": "chosen",
@@ -71,6 +73,21 @@ class ColumnMap:
         return self.columns.get(key, DEFAULT_COLUMNS.get(key, key))
 
 
+# The --map keys each format reads (`key` names a column holding a stable row id).
+FORMAT_KEYS = {
+    "transcript": ("chosen", "rejected", "key"),
+    "prompt-response": ("prompt", "chosen", "rejected", "system", "key"),
+    "messages": ("prompt", "chosen", "rejected", "system", "key"),
+    "pairwise": ("prompt", "a", "b", "label", "system", "key"),
+}
+REQUIRED_KEYS = {
+    "transcript": ("chosen", "rejected"),
+    "prompt-response": ("prompt", "chosen", "rejected"),
+    "messages": ("chosen", "rejected"),
+    "pairwise": ("a", "b", "label"),
+}
+
+
 def parse_map_options(items: list[str] | tuple[str, ...]) -> dict[str, str]:
     """Parse ``KEY=COLUMN`` options; column names may contain spaces or '='."""
     out: dict[str, str] = {}
@@ -81,60 +98,144 @@ def parse_map_options(items: list[str] | tuple[str, ...]) -> dict[str, str]:
             raise SourceError(f"bad --map `{item}`", hint="use KEY=COLUMN, e.g. --map prompt=input")
         if key not in MAP_KEYS:
             raise SourceError(f"bad --map `{item}`: unknown key `{key}`", hint=f"keys are {', '.join(MAP_KEYS)}")
+        if key in out and out[key] != column:
+            raise SourceError(
+                f"bad --map `{item}`: `{key}` is already mapped to `{out[key]}`", hint="map each key once"
+            )
         out[key] = column
     return out
 
 
 def parse_label_map(items: list[str] | tuple[str, ...]) -> dict[str, str]:
-    """Parse ``VALUE=a|b|tie`` options (values compared as strings)."""
+    """Parse ``VALUE=a|b|tie`` options (values compared as text, see `label_text`)."""
     out: dict[str, str] = {}
     for item in items:
         value, sep, label = item.rpartition("=")
+        label = label.strip().lower()
         if not sep or label not in LABELS:
-            raise SourceError(f"bad --label-map `{item}`", hint="use VALUE=a, VALUE=b or VALUE=tie")
+            raise SourceError(f"bad --label-map `{item}`", hint="use VALUE=a, VALUE=b or VALUE=tie, e.g. 1=a")
+        value = value.strip()
+        if value in out and out[value] != label:
+            raise SourceError(
+                f"bad --label-map `{item}`: `{value}` is already mapped to `{out[value]}`",
+                hint="map each label value once",
+            )
         out[value] = label
     return out
 
 
+def label_text(value: Any) -> str:
+    """A label value as the text a --label-map names: 1, 1.0 and "1" are all "1"; True is "true"."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def lookup_label(labels: Mapping[str, str], value: Any) -> str | None:
+    text = label_text(value)
+    if text in labels:
+        return labels[text]
+    folded = {k.lower(): v for k, v in labels.items()}
+    return folded.get(text.lower())
+
+
 # -- detection ----------------------------------------------------------------------------------
-def detect_format(record: Mapping[str, Any], mapping: ColumnMap) -> tuple[str, str]:
-    """Choose a format from a sample record; return (format, why)."""
-    columns = set(record)
+def detect_format(records: Sequence[Mapping[str, Any]], mapping: ColumnMap) -> tuple[str, str]:
+    """Choose a format from the first records of a source (their columns and value types); return
+    (format, why). Rows that are themselves broken (a null `chosen`) do not decide."""
+    columns: set[str] = set().union(*(set(r) for r in records))
+    chosen_col, rejected_col = mapping.col("chosen"), mapping.col("rejected")
     if {"a", "b", "label"} & set(mapping.columns):
         return "pairwise", "--map names a/b/label columns"
-    chosen_col, rejected_col = mapping.col("chosen"), mapping.col("rejected")
-    if chosen_col not in columns or rejected_col not in columns:
+    if mapping.labels:
+        return "pairwise", "--label-map is given"
+    if {"a", "b", "label"} <= columns and not {chosen_col, rejected_col} & columns:
+        return "pairwise", "columns `a`, `b` and `label`"
+    missing = [c for c in (chosen_col, rejected_col) if c not in columns]
+    if missing:
         raise SourceError(
-            f"cannot detect the format: no `{chosen_col}`/`{rejected_col}` columns "
-            f"(columns: {', '.join(sorted(columns))})",
-            hint="map them with --map chosen=COL --map rejected=COL, or use --format pairwise",
+            f"cannot detect the format: no {' or '.join(f'`{c}`' for c in missing)} column "
+            f"(columns: {', '.join(f'`{c}`' for c in sorted(columns))})",
+            hint="map them with --map chosen=COL --map rejected=COL, or use --format pairwise with --map a=COL "
+            "--map b=COL --map label=COL",
         )
-    sample = record[chosen_col]
-    if isinstance(sample, list | dict):
+    values = [r[chosen_col] for r in records if r.get(chosen_col) is not None]
+    if not values:
+        raise SourceError(
+            f"cannot detect the format: `{chosen_col}` is null in the first {len(records)} rows",
+            hint=f"pass --format ({'|'.join(FORMATS)})",
+        )
+    kinds = Counter("messages" if isinstance(v, list | dict) else type(v).__name__ for v in values)
+    kind = kinds.most_common(1)[0][0]
+    if kind == "messages":
         return "messages", f"`{chosen_col}` holds messages"
-    if isinstance(sample, str):
+    if kind == "str" and all(isinstance(json_messages(v), list | dict) for v in values):
+        return "messages", f"`{chosen_col}` holds messages as JSON text"
+    if kind == "str":
         if mapping.col("prompt") in columns:
             return "prompt-response", f"string responses and a `{mapping.col('prompt')}` column"
-        if has_markers(sample):
+        if any(isinstance(v, str) and has_markers(v) for v in values):
             return "transcript", f"`{chosen_col}` holds Human:/Assistant: transcripts"
         raise SourceError(
             "cannot detect the format: string responses with no prompt column and no Human:/Assistant: markers",
             hint="name the prompt column with --map prompt=COL",
         )
-    raise SourceError(f"cannot detect the format: `{chosen_col}` holds {type(sample).__name__} values")
+    raise SourceError(
+        f"cannot detect the format: `{chosen_col}` holds {kind} values, not text or messages",
+        hint="map the response columns with --map chosen=COL --map rejected=COL",
+    )
 
 
-def required_columns(fmt: str, mapping: ColumnMap, sample: Mapping[str, Any]) -> list[str]:
-    """Columns that every record of this format must have (checked once on the sample)."""
-    if fmt == "transcript":
-        keys = ["chosen", "rejected"]
-    elif fmt == "prompt-response":
-        keys = ["prompt", "chosen", "rejected"]
-    elif fmt == "messages":
-        keys = ["chosen", "rejected"]
-    else:
-        keys = ["a", "b", "label"]
-    return [mapping.col(k) for k in keys]
+def required_columns(fmt: str, mapping: ColumnMap) -> list[str]:
+    """Columns that a source of this format must have."""
+    return [mapping.col(k) for k in REQUIRED_KEYS[fmt]]
+
+
+def check_mapped_columns(records: Sequence[Mapping[str, Any]], mapping: ColumnMap) -> None:
+    """Every --map names a column that the first records have (checked before detecting the format)."""
+    columns = set().union(*(set(r) for r in records))
+    for key, column in mapping.columns.items():
+        if column not in columns:
+            listed = ", ".join(f"`{c}`" for c in sorted(columns))
+            raise SourceError(f"bad --map {key}={column}: there is no column `{column}`", hint=f"columns: {listed}")
+
+
+def check_columns(records: Sequence[Mapping[str, Any]], fmt: str, mapping: ColumnMap) -> None:
+    """File-level checks on the first records: every --map key applies to the format and names a column
+    that exists, the format's columns exist, and (pairwise) the label map matches some labels.
+
+    A column absent from some rows only is a row-level problem (`missing_column`)."""
+    columns = set().union(*(set(r) for r in records))
+    listed = ", ".join(f"`{c}`" for c in sorted(columns))
+    check_mapped_columns(records, mapping)
+    for key, column in mapping.columns.items():
+        if key not in FORMAT_KEYS[fmt]:
+            raise SourceError(
+                f"bad --map {key}={column}: format {fmt} has no `{key}`",
+                hint=f"format {fmt} maps {', '.join(FORMAT_KEYS[fmt])}",
+            )
+    missing = [c for c in required_columns(fmt, mapping) if c not in columns]
+    if missing:
+        keys = [k for k in REQUIRED_KEYS[fmt] if mapping.col(k) in missing]
+        raise SourceError(
+            f"format {fmt} needs column{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(f'`{c}`' for c in missing)}, which the source lacks",
+            hint=f"columns: {listed}; map others with " + " ".join(f"--map {k}=COLUMN" for k in keys),
+        )
+    if fmt == "pairwise":
+        labels = mapping.labels or DEFAULT_LABELS
+        seen = [r[mapping.col("label")] for r in records if r.get(mapping.col("label")) is not None]
+        if seen and all(lookup_label(labels, v) is None for v in seen):
+            values = sorted({label_text(v) for v in seen})
+            shown = ", ".join(f"`{v}`" for v in values[:6]) + (", …" if len(values) > 6 else "")
+            raise SourceError(
+                f"no label in the first {len(records)} rows is in the label map (labels seen: {shown})",
+                hint="map each label value with --label-map VALUE=a|b|tie, e.g. --label-map 1=a --label-map 2=b",
+            )
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -171,9 +272,28 @@ def _message(item: Any) -> dict[str, str]:
     return {"role": normalised, "content": content.strip()}
 
 
+def json_messages(value: Any) -> Any:
+    """Messages saved as JSON text (a CSV cell holding ``[{"role": ..., "content": ...}]``), decoded;
+    any other value (free text that merely starts with a brace, too) is returned as it is."""
+    if isinstance(value, str) and value.lstrip().startswith(("[{", "{")):
+        try:
+            decoded = json.loads(value)
+        except (json.JSONDecodeError, RecursionError):
+            return value
+        items = [decoded] if isinstance(decoded, dict) else decoded
+        if (
+            isinstance(items, list)
+            and items
+            and all(isinstance(m, dict) and ("role" in m or "from" in m) for m in items)
+        ):
+            return decoded
+    return value
+
+
 def _messages(value: Any, column: str) -> list[dict[str, str]]:
     if value is None:
         raise RowProblem("missing_value", f"`{column}` is null")
+    value = json_messages(value)
     if isinstance(value, dict):
         value = [value]
     if not isinstance(value, list):
@@ -185,6 +305,7 @@ def _prompt_context(value: Any, column: str) -> list[dict[str, str]]:
     """A prompt given as text (possibly an embedded Human/Assistant dialogue) or as messages."""
     if value is None:
         raise RowProblem("missing_value", f"the prompt (`{column}`) is null")
+    value = json_messages(value)
     if isinstance(value, str):
         if has_markers(value):
             turns = parse_turns(value)
@@ -282,16 +403,18 @@ def adapt_pairwise(record: Mapping[str, Any], mapping: ColumnMap) -> Canonical:
     if label_col not in record:
         raise RowProblem("missing_column", f"no `{label_col}` column in this row")
     raw_label = record[label_col]
-    key = "" if raw_label is None else str(raw_label)
-    labels = mapping.labels or {"a": "a", "b": "b", "tie": "tie"}
-    label = labels.get(key)
+    if raw_label is None:
+        raise RowProblem("missing_value", f"the label (`{label_col}`) is null")
+    label = lookup_label(mapping.labels or DEFAULT_LABELS, raw_label)
     if label is None:
-        raise RowProblem("label_not_mapped", f"label `{key}` is not in the label map")
+        raise RowProblem("label_not_mapped", f"label `{label_text(raw_label)}` is not in the label map")
     if label == "tie":
         raise RowProblem("tie", "the label says the two responses tie")
     a_raw = _text(record, mapping.col("a"), "response a")
     b_raw = _text(record, mapping.col("b"), "response b")
     prompt_col = mapping.col("prompt")
+    if "prompt" in mapping.columns and prompt_col not in record:
+        raise RowProblem("missing_column", f"no `{prompt_col}` column in this row")
     prompt = record.get(prompt_col)
     context = _system(record, mapping) + (_prompt_context(prompt, prompt_col) if prompt is not None else [])
     chosen_raw, rejected_raw = (a_raw, b_raw) if label == "a" else (b_raw, a_raw)

@@ -6,9 +6,12 @@ record (it goes to quarantine); a file that cannot be read at all raises `Source
 
 from __future__ import annotations
 
+import csv
 import gzip
 import io
 import json
+import os
+import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +25,22 @@ from seal.errors import SourceError
 MAX_ROW_BYTES = 1_000_000
 SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet", ".csv")
 SNIPPET_CHARS = 300
+# Keys of a top-level JSON object that hold the list of records (``{"data": [...]}``).
+CONTAINER_KEYS = ("data", "rows", "records", "examples", "instances", "items", "pairs")
+_CSV_FIELD_LIMIT = 2**31 - 1
+
+
+def one_line(err: object) -> str:
+    """An exception's text on one line (error messages are printed as a single line)."""
+    return re.sub(r"\s+", " ", str(err)).strip()
+
+
+def looks_local(location: str) -> bool:
+    """True when a source string is clearly a local path (never a Hub dataset id)."""
+    path = Path(location)
+    return (
+        location.startswith((".", "/", "~")) or path.is_absolute() or suffix_of(path)[0] in SUFFIXES or "\\" in location
+    )
 
 
 @dataclass(frozen=True)
@@ -74,9 +93,13 @@ def open_source(
     data_dir: str | None = None,
     revision: str | None = None,
 ) -> Source:
-    """Resolve a source string: an existing local path reads as files; anything else goes to `datasets`."""
-    path = Path(location)
-    use_files = loader == "files" or (loader == "auto" and path.exists())
+    """Resolve a source string: an existing local path reads as files; anything else goes to `datasets`.
+
+    A missing path that is clearly local (``./x``, ``/x``, ``~/x``, ``x.jsonl``) is an error here rather
+    than a confusing failure of `datasets.load_dataset`.
+    """
+    path = Path(os.path.expanduser(location))
+    use_files = loader == "files" or (loader == "auto" and (path.exists() or looks_local(location)))
     if not use_files:
         return Source(
             location,
@@ -84,9 +107,13 @@ def open_source(
             options={"split": split, "subset": subset, "data_dir": data_dir, "revision": revision},
         )
     if not path.exists():
-        raise SourceError(f"no such file or folder: {location}")
+        raise SourceError(
+            f"no such file or folder: {location}",
+            hint="check the path; a Hugging Face dataset id looks like owner/name",
+        )
+    location = str(path)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and suffix_of(p)[0] in SUFFIXES)
+        files = sorted(p for p in path.rglob("*") if p.is_file() and _is_data_file(p.relative_to(path)))
         if not files:
             raise SourceError(
                 f"the folder {location} holds no {'/'.join(SUFFIXES)} files (optionally .gz)",
@@ -101,12 +128,18 @@ def open_source(
     return Source(location, "file", files=[path])
 
 
+def _is_data_file(relative: Path) -> bool:
+    """A file of a folder source: a data suffix, and no hidden part (``.git/``, ``._x.jsonl``, ``__MACOSX/``)."""
+    hidden = any(part.startswith(".") or part == "__MACOSX" for part in relative.parts)
+    return not hidden and suffix_of(relative)[0] in SUFFIXES
+
+
 # -- local files --------------------------------------------------------------------------------
 def _open_binary(path: Path, gz: bool) -> io.BufferedIOBase:
     try:
         return gzip.open(path, "rb") if gz else open(path, "rb")
     except OSError as err:
-        raise SourceError(f"cannot open {path}: {err.strerror or err}") from None
+        raise SourceError(f"cannot open {path}: {one_line(err.strerror or err)}") from None
 
 
 def _file_rows(path: Path, name: str) -> Iterator[RawRow]:
@@ -121,9 +154,12 @@ def _file_rows(path: Path, name: str) -> Iterator[RawRow]:
         else:
             yield from _csv_rows(path, name, gz)
     except (EOFError, gzip.BadGzipFile, zlib.error) as err:
-        raise SourceError(f"{path}: corrupt or truncated gzip data ({err})") from None
+        raise SourceError(
+            f"{path}: corrupt or truncated gzip data ({one_line(err)})",
+            hint="download or compress the file again; `gzip -t FILE` checks it",
+        ) from None
     except OSError as err:
-        raise SourceError(f"cannot read {path}: {err}") from None
+        raise SourceError(f"cannot read {path}: {one_line(err)}") from None
 
 
 def _check_record(value: Any, key: str, text: str) -> RawRow:
@@ -147,12 +183,17 @@ def _jsonl_rows(path: Path, name: str, gz: bool) -> Iterator[RawRow]:
                 snippet = raw[:SNIPPET_CHARS].decode("utf-8", "replace")
                 yield RawRow(0, key, None, ("invalid_utf8", str(err)), snippet)
                 continue
+            if line_no == 1 and text.startswith("\ufeff"):
+                text = text[1:]  # a UTF-8 byte-order mark (files saved by some Windows editors)
             if not text.strip():
                 continue
             try:
                 value = json.loads(text)
             except json.JSONDecodeError as err:
-                yield RawRow(0, key, None, ("invalid_json", err.msg), text[:SNIPPET_CHARS])
+                yield RawRow(0, key, None, ("invalid_json", f"{err.msg} at column {err.colno}"), text[:SNIPPET_CHARS])
+                continue
+            except RecursionError:
+                yield RawRow(0, key, None, ("invalid_json", "the JSON is nested too deeply"), text[:SNIPPET_CHARS])
                 continue
             yield _check_record(value, key, text[:SNIPPET_CHARS])
 
@@ -163,21 +204,61 @@ def _json_rows(path: Path, name: str, gz: bool) -> Iterator[RawRow]:
     try:
         document = json.loads(data)
     except UnicodeDecodeError as err:
-        raise SourceError(f"{path}: not UTF-8 text ({err})") from None
+        raise SourceError(f"{path}: not UTF-8 text ({one_line(err)})", hint="save the file as UTF-8") from None
+    except RecursionError:
+        raise SourceError(f"{path}: the JSON is nested too deeply to read", hint="save records as JSON lines") from None
     except json.JSONDecodeError as err:
-        if data.lstrip()[:1] == b"{":  # JSON lines saved as .json
+        if _is_json_lines(data):  # JSON lines saved as .json
             yield from _jsonl_rows(path, name, gz)
             return
-        raise SourceError(f"{path}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
+        raise SourceError(
+            f"{path}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}",
+            hint="fix the document, or save one record per line as .jsonl",
+        ) from None
     if isinstance(document, dict):
-        lists = [v for v in document.values() if isinstance(v, list)]
-        if len(lists) != 1:
-            raise SourceError(f"{path}: a JSON object, not a list of records", hint="save the records as a list")
-        document = lists[0]
+        document = _records_of_object(document, path)
     if not isinstance(document, list):
-        raise SourceError(f"{path}: the JSON document is a {type(document).__name__}, not a list of records")
+        raise SourceError(
+            f"{path}: the JSON document is a {_JSON_TYPES.get(type(document), 'value')}, not a list of records",
+            hint="save the records as a JSON list or as JSON lines",
+        )
     for i, value in enumerate(document):
         yield _sized(_check_record(value, f"{name}:{i}", ""), value)
+
+
+def _is_json_lines(data: bytes) -> bool:
+    """True when the first non-blank line of a document that failed to parse is a JSON object on its own."""
+    for raw in data.splitlines():
+        line = raw.strip().removeprefix(b"\xef\xbb\xbf")
+        if not line:
+            continue
+        try:
+            return isinstance(json.loads(line), dict)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return False
+    return False
+
+
+_JSON_TYPES = {int: "number", float: "number", str: "string", bool: "boolean", type(None): "null"}
+
+
+def _records_of_object(document: dict[str, Any], path: Path) -> Any:
+    """The records of a top-level JSON object: the list it wraps (``{"data": [...]}``), or the object
+    itself when it is a single record (it has no list of records, or it has `chosen`/`rejected`)."""
+    lists = [k for k, v in document.items() if isinstance(v, list)]
+    containers = [k for k in lists if k in CONTAINER_KEYS]
+    if len(document) == 1 and lists:
+        return document[lists[0]]
+    if len(containers) == 1:
+        return document[containers[0]]
+    if not lists or {"chosen", "rejected"} & set(document):
+        return [document]
+    if len(lists) == 1:
+        return document[lists[0]]
+    raise SourceError(
+        f"{path}: a JSON object with several lists ({', '.join(lists)}), not a list of records",
+        hint="save the records as a JSON list or as JSON lines",
+    )
 
 
 def _sized(row: RawRow, value: Any) -> RawRow:
@@ -206,34 +287,87 @@ def _parquet_rows(path: Path, name: str, gz: bool) -> Iterator[RawRow]:
             source = io.BytesIO(handle.read()) if gz else handle
             table = pq.read_table(source)
     except (pa.ArrowInvalid, OSError) as err:
-        raise SourceError(f"{path}: not a readable parquet file ({err})") from None
+        raise SourceError(
+            f"{path}: not a readable parquet file ({one_line(err)})",
+            hint="check that the file is complete; seal reads a file by its extension",
+        ) from None
     yield from _arrow_rows(table, name)
 
 
 def _csv_rows(path: Path, name: str, gz: bool) -> Iterator[RawRow]:
-    import pyarrow.csv as pacsv
+    """CSV rows as text records (a cell has no type of its own: `1` stays the string "1").
 
-    bad: list[RawRow] = []
-
-    def on_invalid(row: Any) -> str:
-        line = row.number if row.number is not None else -1
-        detail = f"expected {row.expected_columns} fields, found {row.actual_columns}"
-        bad.append(RawRow(0, f"{name}:line{line}", None, ("invalid_csv_row", detail), row.text[:SNIPPET_CHARS]))
-        return "skip"
-
+    Quoted fields may hold newlines and commas. A record with the wrong number of fields, or with bytes
+    that are not UTF-8, is quarantined; its neighbours are read. Keys count records (not lines), so a
+    record keeps its key when another one is fixed.
+    """
+    previous_limit = csv.field_size_limit(_CSV_FIELD_LIMIT)
     try:
         with _open_binary(path, gz) as handle:
-            table = pacsv.read_csv(
-                handle,
-                parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid),
-                convert_options=pacsv.ConvertOptions(strings_can_be_null=False),
-            )
-    except pa.ArrowInvalid as err:
-        raise SourceError(f"{path}: not a readable CSV file ({err})") from None
-    # Read every column as text: a CSV cell has no type of its own.
-    table = pa.table({n: table.column(n).cast(pa.string()) for n in table.column_names})
-    yield from bad
-    yield from _arrow_rows(table, name)
+            text = io.TextIOWrapper(handle, encoding="utf-8-sig", errors="surrogateescape", newline="")
+            reader = csv.reader(text)
+            try:
+                header = next(reader, None)
+            except csv.Error as err:
+                raise SourceError(f"{path}: not a readable CSV file ({one_line(err)})") from None
+            if header is None or not any(h.strip() for h in header):
+                raise SourceError(
+                    f"{path}: the CSV file has no header row", hint="the first line must name the columns"
+                )
+            if _has_surrogates("".join(header)):
+                raise SourceError(f"{path}: the CSV header is not UTF-8 text", hint="save the file as UTF-8")
+            duplicates = sorted({h for h in header if header.count(h) > 1})
+            if duplicates:
+                raise SourceError(
+                    f"{path}: the CSV header names a column more than once: {', '.join(duplicates)}",
+                    hint="give every column a distinct name",
+                )
+            yield from _csv_records(reader, header, name, path)
+    finally:
+        csv.field_size_limit(previous_limit)
+
+
+def _csv_records(reader: Any, header: list[str], name: str, path: Path) -> Iterator[RawRow]:
+    ordinal = 0
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            raise SourceError(f"{path}: not a readable CSV file ({one_line(err)})") from None
+        if not fields:
+            continue  # a blank line
+        key = f"{name}:{ordinal}"
+        ordinal += 1
+        joined = ",".join(fields)
+        snippet = _clean(joined[:SNIPPET_CHARS])
+        if len(joined) > MAX_ROW_BYTES:
+            detail = f"the row has {len(joined):,} characters (limit {MAX_ROW_BYTES:,})"
+            yield RawRow(0, key, None, ("row_too_large", detail), snippet)
+            continue
+        if _has_surrogates(joined):
+            yield RawRow(0, key, None, ("invalid_utf8", "the row holds bytes that are not UTF-8"), snippet)
+            continue
+        if len(fields) != len(header):
+            detail = f"expected {len(header)} fields, found {len(fields)}"
+            if len(fields) < len(header) and any("\n" in f for f in fields):
+                detail += " (an unclosed quote may have joined the following lines into this field)"
+            yield RawRow(0, key, None, ("invalid_csv_row", detail), snippet)
+            continue
+        yield RawRow(0, key, dict(zip(header, fields, strict=True)))
+
+
+_SURROGATES = re.compile("[\udc80-\udcff]")
+
+
+def _has_surrogates(text: str) -> bool:
+    """True when undecodable bytes were smuggled in as surrogates (``errors="surrogateescape"``)."""
+    return _SURROGATES.search(text) is not None
+
+
+def _clean(text: str) -> str:
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 # -- Hugging Face datasets ------------------------------------------------------------------------
