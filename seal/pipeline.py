@@ -1,22 +1,64 @@
-"""Plan and run the stages a spec asks for, in dependency order, through one contract.
+"""Plan and run the stages a spec asks for, in order, through one contract.
 
-A stage plans first (what is missing or stale, and why) and then runs only that work. Stages
-register themselves with `@register_stage`; the runner knows nothing about any one of them.
+A stage plans first (what is missing or stale, and why) and then runs only that work. Stages register
+with `@register_stage(name, section=..., order=...)`: the builder turns one entry of that spec section
+into one stage (or a list of them). The runner knows nothing about any one stage; a section whose stage
+is not registered is planned as `unavailable`, and does not fail a run.
+
+The contract, for whoever writes a stage:
+
+- `stage.recipe`: a `Recipe` (what determines the stage's output; its fingerprint marks the column).
+- `stage.plan(store) -> Plan`: status `pending` (never computed), `stale` (the recipe changed; list the
+  changed recipe fields in `changed`) or `up-to-date`, with a one-line `reason`, `rows_todo` when known,
+  the `column` it owns, and an optional `estimate` (e.g. `{"seconds": 120}`). Planning never writes.
+- `stage.run(store, plan, show_progress=False) -> dict`: does the planned work, resumably, and returns a
+  JSON-able result. An optional `summary` key (one human line) is shown by `seal run` and moved out of
+  the result. Raise `SealError` for failures the user can fix.
+
+A builder or `plan` that raises `SealError` gives an `error` plan (the run fails that stage). Stages shipped
+with seal are imported from BUILTIN_STAGE_MODULES; a plugin (or a test) calls `register_stage` itself.
 """
 
 from __future__ import annotations
 
+import importlib
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
+from seal import spec as spec_module
 from seal.errors import SealError
 from seal.recipe import Recipe
 from seal.spec import Spec
 from seal.store import Store
 
-UP_TO_DATE, PENDING, STALE, UNAVAILABLE = "up-to-date", "pending", "stale", "unavailable"
+# Plan statuses.
+UP_TO_DATE, PENDING, STALE, UNAVAILABLE, ERROR = "up-to-date", "pending", "stale", "unavailable", "error"
+PLAN_STATUSES = (PENDING, STALE, UP_TO_DATE, UNAVAILABLE, ERROR)
+# Run statuses of a stage.
+DONE, SKIPPED, FAILED, NOT_RUN = "done", "skipped", "failed", "not-run"
+RUN_STATUSES = (DONE, SKIPPED, UNAVAILABLE, FAILED, NOT_RUN)
+ON_ERROR = ("fail", "keep-going")
+
+# Modules whose import registers the stages shipped with seal (each module uses @register_stage).
+BUILTIN_STAGE_MODULES: list[str] = [
+    "seal.ingest.stage",
+    "seal.annotate.scores",
+    "seal.annotate.features.stage",
+    "seal.annotate.perturb.stage",
+]
+
+# The spec sections the experiment schema knows, the stage each is meant to build, and the run order.
+# A section whose stage is not registered (not written yet) is reported as `unavailable`.
+KNOWN_SECTIONS: dict[str, tuple[str, int]] = {
+    "dataset": ("ingest", 0),
+    "reward_models": ("score", 10),
+    "features": ("label", 20),
+    "embeddings": ("embed", 30),
+    "perturbations": ("perturb", 40),
+}
+DEFAULT_ORDER = 100
 
 
 @dataclass(frozen=True)
@@ -25,15 +67,23 @@ class Plan:
 
     stage: str
     name: str
-    fingerprint: str
+    fingerprint: str | None
     status: str
     reason: str
     rows_todo: int | None = None
     column: str | None = None
     estimate: dict[str, Any] = field(default_factory=dict)
+    changed: tuple[str, ...] = ()  # recipe fields that differ from the last run (status `stale`)
+    entry: str | None = None  # where the stage comes from in the spec, e.g. `reward_models[1]`
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["changed"] = list(self.changed)
+        return out
+
+    @property
+    def has_work(self) -> bool:
+        return self.status in (PENDING, STALE)
 
 
 class Stage(Protocol):
@@ -46,113 +96,217 @@ class Stage(Protocol):
     def run(self, store: Store, plan: Plan, show_progress: bool = False) -> dict[str, Any]: ...
 
 
-StageBuilder = Callable[[dict[str, Any], Spec], Stage]
+StageBuilder = Callable[[dict[str, Any], Spec], "Stage | Sequence[Stage]"]
 
 
 @dataclass(frozen=True)
 class StageKind:
+    """A registered stage: its name, the spec section that configures it, and where it runs."""
+
     name: str
-    section: str  # the spec section whose entries build this stage
-    order: int  # stages run in increasing order (ingest first)
+    section: str
+    order: int
     build: StageBuilder
+    owns_section: bool = False  # the section was registered together with the stage
 
 
 _REGISTRY: dict[str, StageKind] = {}
 
-# Spec sections and the stage each will build, in run order; a section whose stage is not
-# registered in this version is planned as "unavailable".
-SECTION_STAGES = {
-    "dataset": "ingest",
-    "reward_models": "score",
-    "features": "label",
-    "embeddings": "embed",
-    "perturbations": "perturb",
-}
 
+def register_stage(
+    name: str,
+    section: str,
+    order: int | None = None,
+    section_schema: dict[str, Any] | None = None,
+) -> Callable[[StageBuilder], StageBuilder]:
+    """Decorator: `build(entry, spec)` makes the stage(s) for one entry of spec `section`.
 
-def register_stage(name: str, section: str, order: int) -> Callable[[StageBuilder], StageBuilder]:
-    """Decorator registering a stage builder for a spec section. Names must be unique."""
+    One stage per section and unique names. `order` defaults to the section's place in KNOWN_SECTIONS
+    (later sections run later). A section the experiment schema does not know needs `section_schema`,
+    the JSON Schema of its value (a mapping, or a list of mappings for one stage each); it is then
+    accepted and validated in specs until `unregister_stage`.
+    """
 
     def decorate(build: StageBuilder) -> StageBuilder:
         if name in _REGISTRY:
             raise ValueError(f"stage `{name}` is already registered")
-        _REGISTRY[name] = StageKind(name, section, order, build)
+        taken = [k.name for k in _REGISTRY.values() if k.section == section]
+        if taken:
+            raise ValueError(f"spec section `{section}` is already handled by stage `{taken[0]}`")
+        known = section in spec_module.known_sections()
+        if section_schema is not None:
+            spec_module.register_section(section, section_schema)
+        elif not known:
+            raise ValueError(f"`{section}` is not a spec section; pass section_schema= to add it")
+        default = KNOWN_SECTIONS.get(section, (name, DEFAULT_ORDER))[1]
+        _REGISTRY[name] = StageKind(
+            name, section, default if order is None else order, build, section_schema is not None
+        )
         return build
 
     return decorate
 
 
+def unregister_stage(name: str) -> None:
+    """Remove a registered stage (and the spec section it brought). For tests and plugins."""
+    kind = _REGISTRY.pop(name, None)
+    if kind is not None and kind.owns_section:
+        spec_module.unregister_section(kind.section)
+
+
 def registered_stages() -> dict[str, StageKind]:
+    """Every registered stage, in run order."""
     _load_builtin_stages()
     return dict(sorted(_REGISTRY.items(), key=lambda kv: kv[1].order))
 
 
 def _load_builtin_stages() -> None:
     # Imported for their @register_stage side effect; built-ins register exactly like plugins would.
-    import seal.ingest.stage  # noqa: F401
+    for module in BUILTIN_STAGE_MODULES:
+        importlib.import_module(module)
 
 
-def _entries(spec: Spec, section: str) -> list[dict[str, Any]]:
-    value = spec.section(section)
-    if value is None:
-        return []
-    if isinstance(value, list):
-        return value
-    return [value]
+# -- building ---------------------------------------------------------------------------------------
+@dataclass
+class _Slot:
+    """One planned unit: a built stage, or a plan that says why there is none (unavailable, error)."""
+
+    entry: str
+    stage: Stage | None = None
+    fixed: Plan | None = None
 
 
-def build_stages(spec: Spec) -> tuple[list[Stage], list[Plan]]:
-    """Stages for every spec entry, in run order, plus plans for sections no stage handles yet."""
-    kinds = registered_stages()
+def _label(entry: Any, section: str) -> str:
+    if isinstance(entry, dict):
+        for key in ("name", "alias", "model", "method", "feature_set", "labeler", "source"):
+            if isinstance(entry.get(key), str):
+                return entry[key]
+    return section
+
+
+def _sections(kinds: dict[str, StageKind]) -> list[tuple[str, str, int, StageKind | None]]:
+    """(section, stage name, order, kind or None) for every section a stage handles or is planned for."""
     by_section = {kind.section: kind for kind in kinds.values()}
-    stages: list[Stage] = []
-    unavailable: list[Plan] = []
-    for section, stage_name in SECTION_STAGES.items():
-        for i, entry in enumerate(_entries(spec, section)):
-            kind = by_section.get(section)
+    rows: list[tuple[str, str, int, StageKind | None]] = []
+    for section, (stage_name, order) in KNOWN_SECTIONS.items():
+        kind = by_section.pop(section, None)
+        rows.append((section, kind.name, kind.order, kind) if kind else (section, stage_name, order, None))
+    rows += [(kind.section, kind.name, kind.order, kind) for kind in by_section.values()]
+    return sorted(rows, key=lambda r: r[2])
+
+
+def build_stages(spec: Spec) -> list[_Slot]:
+    """One slot per stage the spec asks for, in run order. A builder's SealError becomes an `error` plan."""
+    slots: list[_Slot] = []
+    for section, stage_name, _, kind in _sections(registered_stages()):
+        for entry_path, entry in spec.entries(section):
+            label = _label(entry, section)
             if kind is None:
-                label = entry.get("alias") or entry.get("model") or entry.get("method") or entry.get("labeler") or ""
-                unavailable.append(
-                    Plan(
-                        stage_name,
-                        str(label or f"{section}[{i}]"),
-                        "",
-                        UNAVAILABLE,
-                        f"the `{stage_name}` stage is not available in this version of seal",
-                    )
+                reason = f"the `{stage_name}` stage is not available in this version of seal"
+                slots.append(
+                    _Slot(entry_path, fixed=Plan(stage_name, label, None, UNAVAILABLE, reason, entry=entry_path))
                 )
                 continue
-            stages.append(kind.build(entry, spec))
-    return stages, unavailable
+            try:
+                built = kind.build(entry, spec)
+            except SealError as err:
+                slots.append(_Slot(entry_path, fixed=Plan(kind.name, label, None, ERROR, str(err), entry=entry_path)))
+                continue
+            for stage in built if isinstance(built, list | tuple) else [built]:
+                slots.append(_Slot(entry_path, stage=stage))
+    return slots
+
+
+def _plan_slot(slot: _Slot, store: Store) -> Plan:
+    if slot.fixed is not None:
+        return slot.fixed
+    assert slot.stage is not None
+    try:
+        planned = slot.stage.plan(store)
+    except SealError as err:
+        recipe = slot.stage.recipe
+        return Plan(recipe.stage, recipe.name, recipe.fingerprint(), ERROR, str(err), entry=slot.entry)
+    return replace(planned, entry=slot.entry)
 
 
 def plan(store: Store, spec: Spec) -> list[Plan]:
-    """Plans for every stage of the spec, without running anything."""
-    stages, unavailable = build_stages(spec)
-    return [stage.plan(store) for stage in stages] + unavailable
+    """Plans for every stage of the spec, in run order, without running anything."""
+    return [_plan_slot(slot, store) for slot in build_stages(spec)]
 
 
-def run(store: Store, spec: Spec, show_progress: bool = False, on_error: str = "fail") -> list[dict[str, Any]]:
-    """Run every stage that is pending or stale; stages already up to date are skipped."""
-    if on_error not in ("fail", "keep-going"):
+# -- running ----------------------------------------------------------------------------------------
+@dataclass
+class RunReport:
+    """What `run` did, stage by stage. `ok` is false when a stage failed."""
+
+    stages: list[dict[str, Any]]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    @property
+    def failures(self) -> list[dict[str, Any]]:
+        return [s for s in self.stages if s["status"] == FAILED]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "stages": self.stages}
+
+
+def _entry(planned: Plan, status: str, **extra: Any) -> dict[str, Any]:
+    out = {"plan": planned.to_json(), "status": status, "result": None, "summary": None, "error": None, "seconds": None}
+    out.update(extra)
+    return out
+
+
+def run(store: Store, spec: Spec, show_progress: bool = False, on_error: str = "fail") -> RunReport:
+    """Run every stage that is pending or stale, in order; stages already up to date are skipped.
+
+    `on_error="fail"` stops at the first failure (later stages are `not-run`, and nothing runs at all
+    when a stage cannot even be built); `"keep-going"` runs the remaining stages. Unexpected exceptions
+    propagate under `fail` and are recorded as failures under `keep-going`.
+    """
+    if on_error not in ON_ERROR:
         raise SealError(f"unknown on_error policy `{on_error}`", hint="use fail or keep-going")
-    stages, unavailable = build_stages(spec)
-    results: list[dict[str, Any]] = []
-    for stage in stages:
-        current = stage.plan(store)
-        entry: dict[str, Any] = {"plan": current.to_json(), "status": "skipped", "result": None, "error": None}
-        if current.status in (PENDING, STALE):
-            t0 = time.perf_counter()
-            try:
-                entry["result"] = stage.run(store, current, show_progress=show_progress)
-                entry["status"] = "done"
-            except SealError as err:
-                entry["status"], entry["error"] = "failed", str(err)
-                if on_error == "fail":
-                    results.append(entry)
-                    raise SealError(f"stage {current.stage}:{current.name} failed: {err}") from err
-            entry["seconds"] = round(time.perf_counter() - t0, 3)
-        results.append(entry)
-    for missing in unavailable:
-        results.append({"plan": missing.to_json(), "status": "unavailable", "result": None, "error": None})
-    return results
+    slots = build_stages(spec)
+    broken = [s for s in slots if s.fixed is not None and s.fixed.status == ERROR]
+    stop = on_error == "fail" and bool(broken)
+    entries: list[dict[str, Any]] = []
+    for slot in slots:
+        if slot.fixed is not None and slot.fixed.status == UNAVAILABLE:
+            entries.append(_entry(slot.fixed, UNAVAILABLE))
+            continue
+        if slot.fixed is not None:  # could not be built
+            entries.append(_entry(slot.fixed, FAILED, error=slot.fixed.reason))
+            continue
+        if stop:  # still planned, so the report says what is left to do
+            entries.append(_entry(_plan_slot(slot, store), NOT_RUN, error="not run: another stage failed"))
+            continue
+        entry = _run_slot(slot, store, show_progress, on_error)
+        entries.append(entry)
+        if entry["status"] == FAILED and on_error == "fail":
+            stop = True
+    return RunReport(entries)
+
+
+def _run_slot(slot: _Slot, store: Store, show_progress: bool, on_error: str) -> dict[str, Any]:
+    stage = slot.stage
+    assert stage is not None
+    current = _plan_slot(slot, store)
+    if current.status == ERROR:
+        return _entry(current, FAILED, error=current.reason)
+    if not current.has_work:
+        return _entry(current, SKIPPED)
+    t0 = time.perf_counter()
+    try:
+        result = stage.run(store, current, show_progress=show_progress)
+    except SealError as err:
+        return _entry(current, FAILED, error=str(err), seconds=round(time.perf_counter() - t0, 3))
+    except Exception as err:
+        if on_error == "fail":
+            raise
+        message = f"unexpected {type(err).__name__}: {err}"
+        return _entry(current, FAILED, error=message, seconds=round(time.perf_counter() - t0, 3))
+    result = dict(result or {})
+    summary = result.pop("summary", None)
+    return _entry(current, DONE, result=result, summary=summary, seconds=round(time.perf_counter() - t0, 3))

@@ -106,8 +106,7 @@ def quarantined(
 ) -> list[dict[str, Any]]:
     """Quarantined rows, optionally of one dataset or reason."""
     if QUARANTINE not in store.table_names():
-        if not store.path.is_dir():
-            store.require()
+        store.require()  # no store at all is an error; a store without quarantined rows is not
         return []
     flt = None
     for column, value in (("dataset", dataset), ("reason", reason)):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from datetime import date, datetime
+from pathlib import PurePath
 from typing import Any
 
 
@@ -18,10 +20,16 @@ def to_jsonable(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, bytes):
         return value.hex()
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no NaN or infinity
+    if hasattr(value, "as_py") and callable(value.as_py):  # pyarrow scalars
+        return to_jsonable(value.as_py())
+    if hasattr(value, "tolist") and callable(value.tolist):  # numpy arrays and scalars
+        return to_jsonable(value.tolist())
     if hasattr(value, "item") and callable(value.item):
-        return value.item()
-    if hasattr(value, "tolist") and callable(value.tolist):
-        return value.tolist()
+        return to_jsonable(value.item())
     return value
 
 

@@ -24,7 +24,14 @@ from seal.ingest.formats import FORMATS
     help="files: read local files; datasets: datasets.load_dataset (Hub id or dataset folder); "
     "auto: files when SOURCE exists locally.",
 )
-@click.option("--format", "fmt", type=click.Choice(["auto", *FORMATS]), default="auto", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["auto", *FORMATS]),
+    default="auto",
+    show_default=True,
+    help="Input layout; auto detects it from the first record and says why.",
+)
 @click.option("--map", "column_map", multiple=True, metavar="KEY=COLUMN", help="Map a canonical key to a column.")
 @click.option("--label-map", multiple=True, metavar="VALUE=a|b|tie", help="Pairwise label values.")
 @click.option("--limit", type=click.IntRange(min=1), help="Read only the first N rows.")
@@ -45,9 +52,7 @@ def ingest_command(ctx: click.Context, source: str, json_: bool, silent: bool, *
     """
     result = ingest(get_store(ctx), source, show_progress=not silent, **options)  # type: ignore[arg-type]
     if json_:
-        payload = result.to_json()
-        payload.pop("recipe")
-        emit_json(payload)
+        emit_json(result.to_json())
         return
     click.echo(f"{result.dataset}: format {result.format} ({result.format_reason})")
     click.echo(

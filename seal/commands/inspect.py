@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 
 import click
 
@@ -80,18 +79,29 @@ def query_command(
     if json_:
         emit_json(rows)
     elif csv_:
-        writer = csv.writer(sys.stdout, lineterminator="\n")
+        out = click.get_text_stream("stdout")
+        writer = csv.writer(out, lineterminator="\n")
         writer.writerow(result.column_names)
         for row in rows:
-            writer.writerow(
-                [
-                    json.dumps(to_jsonable(v), ensure_ascii=False) if isinstance(v, dict | list) else v
-                    for v in row.values()
-                ]
-            )
+            writer.writerow([_csv_cell(v) for v in row.values()])
     else:
-        click.echo(table(rows, width=40))
+        shown = columns or [c for c in result.column_names if not _hidden_by_default(c)]
+        click.echo(table(rows, shown, width=40))
         click.echo(f"({len(rows)} rows)", err=True)
+
+
+def _hidden_by_default(column: str) -> bool:
+    """Columns left out of the human table unless selected: raw texts, hashes, provenance, vectors."""
+    return column.endswith("_raw") or column.startswith("emb_") or column in ("source", "content_hash", "ingest_run")
+
+
+def _csv_cell(value: object) -> object:
+    """CSV cells: nested values as JSON, booleans as true/false (as in JSON), null as empty."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return json.dumps(to_jsonable(value), ensure_ascii=False)
+    return to_jsonable(value)
 
 
 @click.command("quarantine")

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from seal.ingest.core import ingest, ingest_recipe
+from seal.ingest.core import IngestResult, ingest, ingest_recipe
 from seal.pipeline import PENDING, STALE, UP_TO_DATE, Plan, register_stage
 from seal.recipe import Recipe
 from seal.spec import Spec
-from seal.store import Store
+from seal.store import RunRecord, Store, new_run_id, now_utc
 
 
 class IngestStage:
-    """Ingest one dataset entry of a spec."""
+    """Ingest one dataset entry of a spec. Up to date once a run with the same recipe is recorded."""
 
     def __init__(self, entry: dict[str, Any], spec: Spec):
         self.options = dict(entry)
-        self.options["source"] = spec.resolve(entry["source"])
+        self.options["source"] = spec.resolve(entry["source"], is_path=entry.get("loader") == "files")
         self.recipe: Recipe = ingest_recipe(**self._recipe_args())
 
     def _recipe_args(self) -> dict[str, Any]:
@@ -39,33 +39,55 @@ class IngestStage:
 
     def plan(self, store: Store) -> Plan:
         fingerprint = self.recipe.fingerprint()
-        runs = [r for r in store.runs("ingest") if r["name"] == self.recipe.name] if store.path.is_dir() else []
+        name = self.recipe.name
+        runs = [r for r in store.runs("ingest") if r["name"] == name]
         if any(r["fingerprint"] == fingerprint for r in runs):
-            return Plan("ingest", self.recipe.name, fingerprint, UP_TO_DATE, "ingested with this recipe", 0, None)
+            return Plan("ingest", name, fingerprint, UP_TO_DATE, "ingested with this recipe", 0)
         if runs:
             last = runs[-1]["recipe"]["params"]
-            changed = sorted(k for k, v in self.recipe.params.items() if last.get(k) != v)
-            return Plan(
-                "ingest",
-                self.recipe.name,
-                fingerprint,
-                STALE,
-                f"recipe changed since the last ingest: {', '.join(changed)}",
-                None,
-                None,
-            )
-        return Plan("ingest", self.recipe.name, fingerprint, PENDING, "not ingested yet", None, None)
+            keys = sorted(set(last) | set(self.recipe.params))
+            changed = tuple(k for k in keys if last.get(k) != self.recipe.params.get(k))
+            reason = f"recipe changed since the last ingest: {', '.join(changed) or 'stage version'}"
+            return Plan("ingest", name, fingerprint, STALE, reason, changed=changed)
+        return Plan("ingest", name, fingerprint, PENDING, "not ingested yet")
 
     def run(self, store: Store, plan: Plan, show_progress: bool = False) -> dict[str, Any]:
         args = self._recipe_args()
-        result = ingest(
-            store,
-            args.pop("source"),
-            name=args.pop("dataset"),
-            show_progress=show_progress,
-            **args,
+        started = now_utc()
+        result = ingest(store, args.pop("source"), name=args.pop("dataset"), show_progress=show_progress, **args)
+        if result.run_id is None:
+            # Nothing new to write (every pair was already there): record the run anyway, so that the
+            # plan knows this recipe has been applied and says up-to-date from now on.
+            self._record_noop(store, result, started)
+        out = result.to_json()
+        out["summary"] = summary(result)
+        return out
+
+    def _record_noop(self, store: Store, result: IngestResult, started: Any) -> None:
+        counts = {k: getattr(result, k) for k in ("read", "ingested", "already_present", "quarantined", "format")}
+        store.record_run(
+            RunRecord(
+                run_id=new_run_id(),
+                stage="ingest",
+                name=self.recipe.name,
+                fingerprint=self.recipe.fingerprint(),
+                recipe=self.recipe.to_dict(),
+                provenance={"counts": counts, "note": "no new pairs or quarantined rows"},
+                status="done",
+                rows_written=0,
+                pairs_version=None,
+                started_at=started,
+                finished_at=now_utc(),
+            )
         )
-        return result.to_json()
+
+
+def summary(result: IngestResult) -> str:
+    """One line about an ingest, as `seal run` prints it."""
+    return (
+        f"{result.dataset}: read {result.read:,} rows ({result.format}): {result.ingested:,} new pairs, "
+        f"{result.already_present:,} already present, {result.quarantined:,} quarantined"
+    )
 
 
 @register_stage("ingest", section="dataset", order=0)
