@@ -10,7 +10,7 @@ import pyarrow as pa
 
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 
-FLAG_NAMES = ("identical_responses", "context_mismatch", "duplicate_in_source")
+FLAG_NAMES = ("identical_responses", "context_mismatch", "duplicate_in_source", "empty_response")
 FLAGS = pa.struct([(name, pa.bool_()) for name in FLAG_NAMES])
 
 PAIRS = pa.schema(

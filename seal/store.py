@@ -116,6 +116,13 @@ class Store:
         flt = None if dataset is None else pc.field("dataset") == dataset
         return ds.to_table(columns=["pair_id"], filter=flt).column("pair_id")
 
+    def pair_contents(self, dataset: str) -> pa.Table:
+        """pair_id and content_hash of one dataset's pairs (empty when there are none)."""
+        if PAIRS not in self.table_names():
+            return pa.table({"pair_id": pa.array([], pa.string()), "content_hash": pa.array([], pa.string())})
+        ds = self.table(PAIRS).to_lance()
+        return ds.to_table(columns=["pair_id", "content_hash"], filter=pc.field("dataset") == dataset)
+
     # -- writes ----------------------------------------------------------------------------------
     def add_pairs(self, rows: pa.Table) -> int:
         """Append new pair rows, aligned to the table's current (possibly evolved) schema.

@@ -67,7 +67,11 @@ def test_data_dir_and_split(run_cli, hh_repo):
     assert (params["loader"], params["data_dir"], params["split"]) == ("datasets", "harmless-base", "test")
     assert chosen_texts(run_cli, out["dataset"]) == sorted(r["chosen"] for r in rows("harmless-test", 3))
     keys = json.loads(run_cli("query", "--select", "source_key", "--json").stdout)
-    assert sorted(k["source_key"] for k in keys) == ["test:0", "test:1", "test:2"]
+    assert sorted(k["source_key"] for k in keys) == [
+        "harmless-base/test:0",
+        "harmless-base/test:1",
+        "harmless-base/test:2",
+    ]
     again = ingest_json(run_cli, hh_repo, "--loader", "datasets", "--data-dir", "harmless-base", "--split", "test")
     assert (again["ingested"], again["already_present"]) == (0, 3)
 
@@ -173,3 +177,21 @@ def test_hub_path_matches_the_file_path_on_real_rows(run_cli, shared_data, tmp_p
         return sorted(r["content_hash"] for r in json.loads(result.stdout))
 
     assert hashes(hub["dataset"]) == hashes("files")
+
+
+def test_two_data_dirs_under_one_name_do_not_collide(run_cli, hh_repo):
+    """Keys carry the data dir, so harmless-base and helpful-base test splits are distinct pairs."""
+    first = ingest_json(
+        run_cli, hh_repo, "--loader", "datasets", "--data-dir", "harmless-base", "--split", "test", "--name", "hh"
+    )
+    second = ingest_json(
+        run_cli, hh_repo, "--loader", "datasets", "--data-dir", "helpful-base", "--split", "test", "--name", "hh"
+    )
+    assert (first["ingested"], second["ingested"], second["already_present"]) == (3, 2, 0)
+    assert len(chosen_texts(run_cli, "hh")) == 5
+
+
+def test_hub_options_with_the_files_loader_are_an_error(run_cli, hh_repo):
+    result = run_cli("ingest", hh_repo / "harmless-base" / "test.jsonl.gz", "--split", "test")
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1 and "--split only apply to the datasets loader" in result.stderr

@@ -295,7 +295,12 @@ def test_ingest_transcript_file(store, tmp_path):
     assert (result.format, result.read, result.ingested, result.quarantined) == ("transcript", 5, 5, 0)
     assert "transcript" in result.format_reason
     assert result.dataset == "prefs"
-    assert result.flags == {"identical_responses": 1, "context_mismatch": 1, "duplicate_in_source": 0}
+    assert result.flags == {
+        "identical_responses": 1,
+        "context_mismatch": 1,
+        "duplicate_in_source": 0,
+        "empty_response": 0,
+    }
     got = pairs_of(store)
     assert got[0]["context"] == [msg("user", "q0")]
     assert (got[0]["chosen"], got[0]["rejected"]) == ("good 0", "bad 0")
@@ -606,3 +611,23 @@ def test_prompt_that_looks_like_json_stays_text():
     assert adapt_prompt_response(record, cmap()).context == [msg("user", record["prompt"])]
     record = {"prompt": '{"name": "x"}', "chosen": "a", "rejected": "b"}
     assert adapt_prompt_response(record, cmap()).context == [msg("user", '{"name": "x"}')]
+
+
+def test_same_keys_with_other_content_under_one_name_are_refused(store, tmp_path):
+    """Two files with the same name (so the same row keys) under one dataset name must not be
+    mistaken for a re-ingest: the second is refused and the store is unchanged."""
+    first, second = tmp_path / "a" / "test.jsonl", tmp_path / "b" / "test.jsonl"
+    for path, word in ((first, "alpha"), (second, "beta")):
+        path.parent.mkdir()
+        path.write_text(
+            json.dumps(
+                {"chosen": f"\n\nHuman: {word}?\n\nAssistant: yes", "rejected": f"\n\nHuman: {word}?\n\nAssistant: no"}
+            )
+            + "\n"
+        )
+    seal.ingest(store, first, name="shared")
+    version = store.table("pairs").version
+    with pytest.raises(SourceError, match="same keys as different pairs already in dataset `shared`"):
+        seal.ingest(store, second, name="shared")
+    assert store.table("pairs").version == version
+    assert seal.ingest(store, second, name="other").ingested == 1

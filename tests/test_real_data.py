@@ -39,7 +39,8 @@ def test_hh_rlhf_harmless_base_test(shared_data, loaded):
     result = results[HH]
     assert result.format == "transcript"
     assert (result.read, result.ingested, result.quarantined) == (2312, 2312, 0)
-    assert result.flags == {"identical_responses": 0, "context_mismatch": 5, "duplicate_in_source": 0}
+    expected_flags = {"identical_responses": 0, "context_mismatch": 5, "duplicate_in_source": 0, "empty_response": 4}
+    assert result.flags == expected_flags
     rows = rows_of(store, result.dataset)
     assert len(rows) == 2312
     source = [json.loads(line) for line in _gz_lines(shared_data / HH)]

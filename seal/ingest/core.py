@@ -15,6 +15,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,6 +168,7 @@ class _Builder:
                 "identical_responses": canonical.chosen == canonical.rejected,
                 "context_mismatch": canonical.context_mismatch,
                 "duplicate_in_source": duplicate,
+                "empty_response": not canonical.chosen or not canonical.rejected,
             },
             "ingest_run": self.run_id,
         }
@@ -251,7 +253,15 @@ def _prepare(
         raise SourceError("--label-map only applies to --format pairwise")
     source = os.fspath(source)
     src = open_source(source, loader, split=split, subset=subset, data_dir=data_dir, revision=revision)
-    location = source if src.kind == "datasets" else str(Path(src.location).resolve())
+    hub_values = {"--split": split, "--subset": subset, "--data-dir": data_dir, "--revision": revision}
+    hub_only = [flag for flag, value in hub_values.items() if value is not None]
+    if src.kind != "datasets" and hub_only:
+        raise SourceError(
+            f"{', '.join(hub_only)} only apply to the datasets loader, and {source} is read as local files",
+            hint="pass --loader datasets to load a local dataset folder through datasets.load_dataset",
+        )
+    local = Path(source).expanduser()
+    location = str(local.resolve()) if src.kind != "datasets" or local.exists() else source
     recipe = Recipe(
         "ingest",
         dataset or default_dataset_name(src, split, subset, data_dir),
@@ -301,7 +311,7 @@ def ingest(
     run_id = new_run_id()
 
     raw_rows: Iterable[RawRow] = _limited(src.rows(), limit)
-    with progress_bar(show_progress, desc=f"Reading {dataset}", unit="rows") as bar:
+    with progress_bar(show_progress, desc=f"Reading {dataset}", unit="rows") as bar, _datasets_bars(show_progress):
         raw_rows = bar.wrap(raw_rows)
         if sample is not None:
             raw_rows = _sampled(raw_rows, sample, seed)
@@ -310,12 +320,7 @@ def ingest(
         )
     pairs = builder.pairs()
 
-    existing = store.pair_ids(dataset)
-    if len(existing):
-        fresh = pc.invert(pc.is_in(pairs.column("pair_id"), value_set=existing.combine_chunks()))
-        new_pairs = pairs.filter(fresh)
-    else:
-        new_pairs = pairs
+    new_pairs = _without_present(store, dataset, pairs, shown=source)
     quarantine = _new_quarantine(store, builder.quarantine)
 
     version = None
@@ -361,6 +366,43 @@ def ingest(
             )
         )
     return result
+
+
+@contextmanager
+def _datasets_bars(enabled: bool) -> Iterator[None]:
+    """Silence the `datasets` library's own progress bars unless progress is wanted."""
+    if enabled:
+        yield
+        return
+    import datasets
+
+    was_enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            datasets.enable_progress_bars()
+
+
+def _without_present(store: Store, dataset: str, pairs: pa.Table, shown: str) -> pa.Table:
+    """The pairs not yet in the store. A pair id already present with other content means two sources
+    share row keys under one dataset name (or the file changed): refuse rather than skip silently."""
+    existing = store.pair_contents(dataset)
+    if not existing.num_rows:
+        return pairs
+    ids = pairs.select(["pair_id", "content_hash"])
+    both = ids.join(existing, keys="pair_id", join_type="inner", right_suffix="_stored")
+    clash = both.filter(pc.not_equal(both.column("content_hash"), both.column("content_hash_stored")))
+    if clash.num_rows:
+        example = clash.column("pair_id")[0].as_py()
+        raise SourceError(
+            f"{shown}: {clash.num_rows:,} rows have the same keys as different pairs already in dataset "
+            f"`{dataset}` (e.g. pair {example}): another source with the same file or split names, or a changed file",
+            hint="ingest it under another --name",
+        )
+    fresh = pc.invert(pc.is_in(pairs.column("pair_id"), value_set=existing.column("pair_id").combine_chunks()))
+    return pairs.filter(fresh)
 
 
 def _counts(result: IngestResult) -> dict[str, Any]:

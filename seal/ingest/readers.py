@@ -390,8 +390,10 @@ def _datasets_rows(
             hint="check the dataset id, --subset, --data-dir, --split and --revision",
         ) from None
     splits = {split: loaded} if split is not None else dict(loaded)
+    # Keys name the configuration and folder too, so two data dirs under one dataset name never collide.
+    prefix = "/".join(p for p in (subset, data_dir) if p)
     index = 0
     for split_name, dataset in splits.items():
-        for row in _arrow_rows(dataset.data.table, str(split_name)):
+        for row in _arrow_rows(dataset.data.table, f"{prefix}/{split_name}" if prefix else str(split_name)):
             yield RawRow(index, row.key, row.record, row.problem, row.snippet)
             index += 1
