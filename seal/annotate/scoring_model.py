@@ -1,0 +1,716 @@
+"""The reward-model scoring core: lists of (context messages, response) -> one float per text.
+
+Used by the `score` stage and, later, by the re-scoring of perturbed variants. Fast on CPU:
+texts are tokenised in batches, sorted by length into batches (little padding), run under
+`torch.inference_mode()`, with no per-token Python loops.
+
+Inputs are rendered in one of two formats:
+
+- ``pair``: ``tokenizer(context_text, response)``, the sentence-pair input the OpenAssistant RMs were
+  trained on; the context is rendered as an hh-rlhf transcript (``\\n\\nHuman: …\\n\\nAssistant: …``).
+- ``chat``: ``apply_chat_template(context + [assistant response])``, for RMs that ship a chat template
+  (Skywork-, ArmoRM-style and most decoder RMs).
+
+Truncation works on tokens and never drops special tokens: ``left`` (the default) drops context tokens
+from the start, so the whole response and the end of the context are kept (and, for a response longer
+than the limit on its own, its end); ``right`` drops tokens from the end. Padding is always on the right
+with the model's pad token id, so positions and last-token pooling are those of an unpadded text and
+scores do not depend on the batch size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seal.errors import SealError
+
+INPUT_FORMATS = ("auto", "pair", "chat")
+TRUNCATION_SIDES = ("left", "right")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PADDING_SIDE = "right"
+DEFAULT_MAX_LENGTH_CAP = 4096  # used when the model allows more (long-context decoders)
+# `--batch-size auto`: a token budget per batch (padded tokens), halved on CUDA out-of-memory.
+AUTO_TOKEN_BUDGET = {"cpu": 8192, "mps": 16384, "cuda": 65536}
+AUTO_MAX_BATCH = 256
+TRANSCRIPT_RENDERER = "hh-transcript-v1"  # recorded in the recipe: a change of rendering is a new recipe
+
+Message = Mapping[str, Any]
+Item = tuple[Sequence[Message], str]  # (context messages, response)
+Progress = Callable[[int], None]
+
+_SPEAKER = {"user": "Human", "human": "Human", "assistant": "Assistant", "system": "System"}
+_HEX40 = re.compile(r"^[0-9a-f]{40}$")
+
+
+class ModelError(SealError):
+    """A reward model that cannot be loaded or used as asked."""
+
+
+def render_transcript(messages: Sequence[Message]) -> str:
+    """Messages as an hh-rlhf transcript: ``\\n\\nHuman: …\\n\\nAssistant: …`` (empty for no messages)."""
+    parts = []
+    for m in messages:
+        role = str(m["role"])
+        speaker = _SPEAKER.get(role.lower(), role.capitalize())
+        parts.append(f"\n\n{speaker}: {m['content']}")
+    return "".join(parts)
+
+
+def chat_messages(context: Sequence[Message], response: str) -> list[dict[str, str]]:
+    """The conversation a chat-template RM scores: the context plus the response as the assistant's turn."""
+    return [{"role": str(m["role"]), "content": str(m["content"])} for m in context] + [
+        {"role": "assistant", "content": response}
+    ]
+
+
+@dataclass
+class Encoded:
+    """Token ids of each text after truncation (not padded), and which texts were truncated."""
+
+    input_ids: list[np.ndarray]
+    token_type_ids: list[np.ndarray] | None
+    truncated: np.ndarray  # bool per text
+    lengths_before: np.ndarray  # token count before truncation
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.fromiter((len(x) for x in self.input_ids), dtype=np.int64, count=len(self.input_ids))
+
+
+@dataclass
+class ScoringStats:
+    """Counters over every `score` call of one RewardModel (the stage reads them for provenance)."""
+
+    texts: int = 0
+    truncated: int = 0
+    non_finite: int = 0
+    batches: int = 0
+    tokens: int = 0
+    padded_tokens: int = 0
+    oom_retries: int = 0
+    tokenize_seconds: float = 0.0
+    forward_seconds: float = 0.0
+    load_seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key in ("tokenize_seconds", "forward_seconds", "load_seconds"):
+            out[key] = round(out[key], 3)
+        return out
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """No load reports, progress bars or length warnings from transformers while seal drives it."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+_HASH_CACHE: dict[tuple[str, int, int], str] = {}
+_TOKENIZER_FILES = re.compile(
+    r"^(config\.json|tokenizer.*|vocab.*|merges\.txt|.*\.model|special_tokens_map\.json|added_tokens\.json"
+    r"|chat_template\.(jinja|json)|.*\.py)$"
+)
+
+
+def local_files_sha256(folder: Path) -> str:
+    """A sha256 over the files of a local model folder that determine its scores (config, tokenizer,
+    chat template, remote code, and the weights that load: safetensors when present, else .bin)."""
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    weights = [p for p in files if p.suffix == ".safetensors"] or [p for p in files if p.suffix == ".bin"]
+    chosen = sorted({*weights, *(p for p in files if _TOKENIZER_FILES.match(p.name))})
+    digest = hashlib.sha256()
+    for path in chosen:
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        if key not in _HASH_CACHE:
+            file_digest = hashlib.sha256()
+            with path.open("rb") as fh:
+                for block in iter(lambda fh=fh: fh.read(1 << 22), b""):
+                    file_digest.update(block)
+            _HASH_CACHE[key] = file_digest.hexdigest()
+        digest.update(f"{path.name}\0{_HASH_CACHE[key]}\n".encode())
+    return digest.hexdigest()
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device not in DEVICES:
+        raise ModelError(f"unknown device `{device}`", hint=f"use one of {', '.join(DEVICES)}")
+    has_mps = bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else ("mps" if has_mps else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelError("--device cuda was asked for but torch sees no CUDA GPU", hint="use --device cpu or auto")
+    if device == "mps" and not has_mps:
+        raise ModelError("--device mps was asked for but MPS is not available", hint="use --device cpu or auto")
+    return device
+
+
+def resolve_dtype(dtype: str) -> str:
+    """`auto` is float32: exact, and the same on every device (so CPU and GPU runs share a recipe).
+    Pass bfloat16/float16 explicitly for large RMs on a GPU; that is a different recipe."""
+    if dtype not in DTYPES:
+        raise ModelError(f"unknown dtype `{dtype}`", hint=f"use one of {', '.join(DTYPES)}")
+    return "float32" if dtype == "auto" else dtype
+
+
+def parse_batch_size(value: int | str | None) -> int | str:
+    """A positive int or "auto"."""
+    if value is None or value == "auto":
+        return "auto"
+    try:
+        size = int(value)
+    except (TypeError, ValueError):
+        raise ModelError(f"bad batch size `{value}`", hint="use a positive integer or auto") from None
+    if size < 1:
+        raise ModelError(f"bad batch size `{value}`", hint="use a positive integer or auto")
+    return size
+
+
+def _resolve_commit(repo_id: str, revision: str | None, config: Any) -> str | None:
+    """The Hub commit a revision resolves to (from the local cache when offline); None when unknown."""
+    if revision and _HEX40.match(revision):
+        return revision
+    commit = getattr(config, "_commit_hash", None)  # transformers 4.x records it on the config
+    if isinstance(commit, str) and _HEX40.match(commit):
+        return commit
+    try:
+        from huggingface_hub import hf_hub_download
+
+        path = Path(hf_hub_download(repo_id, "config.json", revision=revision))
+    except Exception:
+        return None
+    parts = path.parts
+    if "snapshots" in parts:
+        candidate = parts[parts.index("snapshots") + 1]
+        if _HEX40.match(candidate):
+            return candidate
+    return None
+
+
+def _looks_like_classifier(config: Any) -> bool:
+    archs = getattr(config, "architectures", None) or []
+    return not archs or any(("SequenceClassification" in a) or ("Reward" in a) or ("Classif" in a) for a in archs)
+
+
+class RewardModel:
+    """A reward model ready to score texts: config and tokenizer load at once, weights on first use.
+
+    >>> rm = RewardModel("OpenAssistant/reward-model-deberta-v3-large-v2", max_length=512)
+    >>> rm.score([([{"role": "user", "content": "Hi"}], "Hello! How can I help?")])  # -> np.ndarray (1,)
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        revision: str | None = None,
+        dtype: str = "auto",
+        max_length: int | None = None,
+        truncation: str = "left",
+        input_format: str = "auto",
+        head_index: int | None = None,
+        trust_remote_code: bool = False,
+        device: str = "auto",
+    ):
+        if truncation not in TRUNCATION_SIDES:
+            raise ModelError(f"unknown truncation side `{truncation}`", hint="use left or right")
+        if input_format not in INPUT_FORMATS:
+            raise ModelError(f"unknown input format `{input_format}`", hint="use auto, pair or chat")
+        if max_length is not None and int(max_length) < 8:
+            raise ModelError(f"--max-length {max_length} is too small", hint="use at least 8 tokens")
+        if head_index is not None and int(head_index) < 0:
+            raise ModelError(f"--head-index {head_index} must be >= 0")
+        self.model_id = model
+        path = Path(model).expanduser()
+        self.is_local = path.is_dir()
+        self.source = str(path.resolve()) if self.is_local else model
+        self.revision = revision
+        self.trust_remote_code = bool(trust_remote_code)
+        self.truncation = truncation
+        self.dtype = resolve_dtype(dtype)
+        self.device_request = device
+        self.device = resolve_device(device)
+        self.stats = ScoringStats()
+        self._model: Any = None
+        self.weights_format: str | None = None
+        self.commit: str | None = None
+
+        t0 = time.perf_counter()
+        self.config = self._load_config()
+        if not self.is_local:
+            self.commit = _resolve_commit(self.model_id, revision, self.config)
+        self.files_sha256 = local_files_sha256(path) if self.is_local else None
+        self.tokenizer = self._load_tokenizer()
+        self.stats.load_seconds += time.perf_counter() - t0
+
+        self.num_outputs = int(getattr(self.config, "num_labels", 1) or 1)
+        self.head_index = self._check_head(head_index)
+        self.input_format, self.input_format_reason = self._resolve_format(input_format)
+        self.max_length, self.max_length_reason = self._resolve_max_length(max_length)
+        self.pad_token_id = self._resolve_pad_id()
+        names = list(getattr(self.tokenizer, "model_input_names", []) or [])
+        self.use_token_type_ids = "token_type_ids" in names
+
+    # -- loading -----------------------------------------------------------------------------------
+    def _hub_kwargs(self) -> dict[str, Any]:
+        return {"revision": self.commit or self.revision, "trust_remote_code": self.trust_remote_code}
+
+    def _load_config(self) -> Any:
+        from transformers import AutoConfig
+
+        try:
+            with _quiet_transformers():
+                return AutoConfig.from_pretrained(self.source, **self._hub_kwargs())
+        except Exception as err:  # transformers raises OSError/ValueError/... with long messages
+            raise ModelError(
+                f"cannot load the config of `{self.model_id}`: {_first_line(err)}",
+                hint="give a Hub model id (cached, or with network access) or a local model folder; "
+                "custom architectures need --trust-remote-code",
+            ) from None
+
+    def _load_tokenizer(self) -> Any:
+        from transformers import AutoTokenizer
+
+        try:
+            with _quiet_transformers():
+                tokenizer = AutoTokenizer.from_pretrained(self.source, **self._hub_kwargs())
+        except Exception as err:
+            raise ModelError(f"cannot load the tokenizer of `{self.model_id}`: {_first_line(err)}") from None
+        # seal truncates itself; silence the "sequence longer than the maximum" warning.
+        warned = getattr(tokenizer, "deprecation_warnings", None)
+        if isinstance(warned, dict):
+            warned["sequence-length-is-longer-than-the-specified-maximum"] = True
+        return tokenizer
+
+    def _check_head(self, head_index: int | None) -> int:
+        if not _looks_like_classifier(self.config) and not self.trust_remote_code:
+            arch = ", ".join(self.config.architectures)
+            raise ModelError(
+                f"`{self.model_id}` is a {arch} checkpoint, not a sequence classifier: it has no reward head",
+                hint="seal scores with reward models (…ForSequenceClassification with one output)",
+            )
+        if self.num_outputs == 1:
+            if head_index not in (None, 0):
+                raise ModelError(f"--head-index {head_index} is out of range: `{self.model_id}` has one output")
+            return 0
+        if head_index is None:
+            labels = list((getattr(self.config, "id2label", None) or {}).values())[:8]
+            raise ModelError(
+                f"`{self.model_id}` has {self.num_outputs} outputs ({', '.join(map(str, labels))}), not one reward",
+                hint=f"pass --head-index N (0..{self.num_outputs - 1}) to score with output N (multi-objective RMs)",
+            )
+        if head_index >= self.num_outputs:
+            raise ModelError(
+                f"--head-index {head_index} is out of range: `{self.model_id}` has {self.num_outputs} outputs",
+                hint=f"use 0..{self.num_outputs - 1}",
+            )
+        return int(head_index)
+
+    def _resolve_format(self, requested: str) -> tuple[str, str]:
+        has_template = bool(getattr(self.tokenizer, "chat_template", None))
+        if requested == "chat":
+            if not has_template:
+                raise ModelError(
+                    f"--input-format chat: the tokenizer of `{self.model_id}` has no chat template",
+                    hint="use --input-format pair (tokenizer(context, response))",
+                )
+            return "chat", "asked for (--input-format chat)"
+        if requested == "pair":
+            return "pair", "asked for (--input-format pair)"
+        if has_template:
+            return "chat", "auto: the tokenizer has a chat template"
+        return "pair", "auto: the tokenizer has no chat template, so tokenizer(context, response)"
+
+    def _model_limit(self) -> int | None:
+        limits = []
+        text_config = self.config.get_text_config() if hasattr(self.config, "get_text_config") else self.config
+        positions = getattr(text_config, "max_position_embeddings", None)
+        if isinstance(positions, int) and positions > 0:
+            limits.append(positions)
+        tml = getattr(self.tokenizer, "model_max_length", None)
+        if isinstance(tml, int) and 0 < tml < 1_000_000:
+            limits.append(tml)
+        return min(limits) if limits else None
+
+    def _resolve_max_length(self, requested: int | None) -> tuple[int, str]:
+        limit = self._model_limit()
+        if requested is not None:
+            requested = int(requested)
+            if limit is not None and requested > limit:
+                raise ModelError(
+                    f"--max-length {requested} exceeds what `{self.model_id}` accepts ({limit} tokens)",
+                    hint=f"use --max-length {limit} or less",
+                )
+            return requested, "asked for (--max-length)"
+        if limit is None:
+            return DEFAULT_MAX_LENGTH_CAP, f"the model states no limit: {DEFAULT_MAX_LENGTH_CAP}"
+        if limit > DEFAULT_MAX_LENGTH_CAP:
+            return DEFAULT_MAX_LENGTH_CAP, f"capped at {DEFAULT_MAX_LENGTH_CAP} (the model accepts {limit})"
+        return limit, "the model's limit"
+
+    def _resolve_pad_id(self) -> int:
+        """The id padded with: the model config's pad id (decoder RMs pool at the last token that is not
+        this id, so it must be the one the model knows), else the tokenizer's pad, eos, or 0."""
+        text_config = self.config.get_text_config() if hasattr(self.config, "get_text_config") else self.config
+        for candidate in (
+            getattr(text_config, "pad_token_id", None),
+            getattr(self.tokenizer, "pad_token_id", None),
+            getattr(self.tokenizer, "eos_token_id", None),
+        ):
+            if isinstance(candidate, int):
+                return candidate
+            if isinstance(candidate, list) and candidate and isinstance(candidate[0], int):
+                return candidate[0]
+        return 0
+
+    @property
+    def model(self) -> Any:
+        """The torch model, loaded (safetensors preferred) on first use."""
+        if self._model is None:
+            self.load()
+        return self._model
+
+    def load(self) -> RewardModel:
+        """Load the weights now (idempotent); errors are ModelError with a hint."""
+        if self._model is not None:
+            return self
+        import torch
+        import transformers
+        from transformers import AutoModelForSequenceClassification
+
+        t0 = time.perf_counter()
+        kwargs: dict[str, Any] = dict(self._hub_kwargs(), output_loading_info=True)
+        dtype_key = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
+        kwargs[dtype_key] = getattr(torch, self.dtype)
+        attempts: list[bool | None]
+        if self.is_local:
+            has_st = any(p.suffix == ".safetensors" for p in Path(self.source).iterdir())
+            attempts = [True] if has_st else [False]
+        else:
+            attempts = [True, False]  # safetensors first; fall back to .bin only if the repo has none
+        model = info = None
+        last_err: Exception | None = None
+        for use_st in attempts:
+            try:
+                with _quiet_transformers():
+                    model, info = AutoModelForSequenceClassification.from_pretrained(
+                        self.source, use_safetensors=use_st, **kwargs
+                    )
+                self.weights_format = "safetensors" if use_st else "pytorch_bin"
+                break
+            except Exception as err:
+                last_err = err
+        if model is None:
+            raise ModelError(
+                f"cannot load `{self.model_id}` as a sequence classifier: {_first_line(last_err)}",
+                hint="a reward model is an AutoModelForSequenceClassification checkpoint; "
+                "custom architectures need --trust-remote-code",
+            ) from None
+        missing = sorted((info or {}).get("missing_keys") or [])
+        if missing:
+            raise ModelError(
+                f"`{self.model_id}` lacks {len(missing)} weight(s) that would be random "
+                f"({', '.join(missing[:4])}{', …' if len(missing) > 4 else ''}): it is not a trained reward model",
+                hint="seal scores with reward models (…ForSequenceClassification with one output)",
+            )
+        text_config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+        if getattr(text_config, "pad_token_id", None) is None:
+            text_config.pad_token_id = self.pad_token_id
+            if text_config is not model.config:
+                model.config.pad_token_id = self.pad_token_id
+        model.to(self.device)
+        model.eval()
+        self._model = model
+        self.stats.load_seconds += time.perf_counter() - t0
+        return self
+
+    # -- what determines the output ----------------------------------------------------------------
+    def recipe_params(self) -> dict[str, Any]:
+        """Everything that determines the scores (fingerprinted); batch size and device are not here."""
+        from seal import __version__
+
+        return {
+            "model": self.source,
+            "revision": None if self.is_local else self.revision,  # a local folder has no revisions
+            "commit": self.commit,
+            "files_sha256": self.files_sha256,
+            "dtype": self.dtype,
+            "max_length": self.max_length,
+            "truncation": self.truncation,
+            "padding_side": PADDING_SIDE,
+            "pad_token_id": self.pad_token_id,
+            "input_format": self.input_format,
+            "renderer": TRANSCRIPT_RENDERER if self.input_format == "pair" else "chat_template",
+            "head_index": self.head_index,
+            "seal_version": __version__,
+        }
+
+    def provenance(self) -> dict[str, Any]:
+        """What does not change the scores: device, versions, how formats and limits were chosen."""
+        import torch
+        import transformers
+
+        return {
+            "device": self.device,
+            "device_requested": self.device_request,
+            "input_format_reason": self.input_format_reason,
+            "max_length_reason": self.max_length_reason,
+            "num_outputs": self.num_outputs,
+            "weights_format": self.weights_format,
+            "trust_remote_code": self.trust_remote_code,
+            "architecture": (getattr(self.config, "architectures", None) or [None])[0],
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+        }
+
+    # -- encoding ----------------------------------------------------------------------------------
+    def encode(self, items: Sequence[Item]) -> Encoded:
+        """Tokenise (context, response) items in one batched call each, then truncate to max_length."""
+        tok = self.tokenizer
+        n = len(items)
+        protected: list[np.ndarray | None]
+        if self.input_format == "pair":
+            contexts = [render_transcript(ctx) for ctx, _ in items]
+            responses = [str(resp) for _, resp in items]
+            enc = tok(
+                contexts,
+                responses,
+                add_special_tokens=True,
+                truncation=False,
+                return_special_tokens_mask=True,
+                return_token_type_ids=self.use_token_type_ids,
+                return_attention_mask=False,
+            )
+            ids = enc["input_ids"]
+            protected = [np.asarray(m, dtype=bool) for m in enc["special_tokens_mask"]]
+        else:
+            texts = []
+            for i, (ctx, resp) in enumerate(items):
+                try:
+                    texts.append(tok.apply_chat_template(chat_messages(ctx, str(resp)), tokenize=False))
+                except Exception as err:
+                    raise ModelError(
+                        f"the chat template of `{self.model_id}` failed on text {i}: {_first_line(err)}",
+                        hint="try --input-format pair",
+                    ) from None
+            enc = tok(
+                texts,
+                add_special_tokens=False,
+                truncation=False,
+                return_token_type_ids=self.use_token_type_ids,
+                return_attention_mask=False,
+            )
+            ids = enc["input_ids"]
+            bos = getattr(tok, "bos_token_id", None)
+            protected = [None] * n
+            if bos is not None:
+                for i, seq in enumerate(ids):
+                    if seq and seq[0] == bos:
+                        mask = np.zeros(len(seq), dtype=bool)
+                        mask[0] = True
+                        protected[i] = mask
+        types = enc.get("token_type_ids") if self.use_token_type_ids else None
+        out_ids: list[np.ndarray] = []
+        out_types: list[np.ndarray] | None = [] if types is not None else None
+        truncated = np.zeros(n, dtype=bool)
+        before = np.zeros(n, dtype=np.int64)
+        limit = self.max_length
+        for i in range(n):
+            seq = np.asarray(ids[i], dtype=np.int64)
+            tt = np.asarray(types[i], dtype=np.int64) if types is not None else None
+            before[i] = len(seq)
+            if len(seq) > limit:
+                keep = _keep_mask(len(seq), limit, protected[i], self.truncation)
+                seq = seq[keep]
+                tt = tt[keep] if tt is not None else None
+                truncated[i] = True
+            out_ids.append(seq)
+            if out_types is not None and tt is not None:
+                out_types.append(tt)
+        return Encoded(out_ids, out_types, truncated, before)
+
+    # -- scoring -----------------------------------------------------------------------------------
+    def score(
+        self, items: Sequence[Item], *, batch_size: int | str = "auto", progress: Progress | None = None
+    ) -> np.ndarray:
+        """One float64 score per (context messages, response) item, in input order.
+
+        Items are sorted by token length (longest first) into batches of `batch_size` texts, or with
+        "auto" into batches of about a fixed number of padded tokens (halved on CUDA out-of-memory).
+        `progress(n)` is called after each batch with the number of texts it scored.
+        """
+        batch_size = parse_batch_size(batch_size)
+        n = len(items)
+        out = np.empty(n, dtype=np.float64)
+        if n == 0:
+            return out
+        model = self.model
+        t0 = time.perf_counter()
+        encoded = self.encode(items)
+        self.stats.tokenize_seconds += time.perf_counter() - t0
+        lengths = encoded.lengths
+        order = np.argsort(-lengths, kind="stable")
+        budget = AUTO_TOKEN_BUDGET.get(self.device, 8192)
+        pos = 0
+        while pos < n:
+            first_len = max(int(lengths[order[pos]]), 1)
+            auto = batch_size == "auto"
+            size = max(1, min(AUTO_MAX_BATCH, budget // first_len)) if auto else int(batch_size)
+            idx = order[pos : pos + size]
+            values = None
+            try:
+                values = self._forward(model, encoded, idx)
+            except Exception as err:
+                if not _is_oom(err):
+                    raise
+            if values is None:  # out of memory: retry smaller (outside `except`, so the batch is freed)
+                _free_cuda()
+                self.stats.oom_retries += 1
+                if batch_size == "auto" and size > 1:
+                    budget = max(first_len, (size // 2) * first_len)
+                    continue
+                raise ModelError(
+                    f"out of memory on {self.device} with a batch of {size} texts of up to {first_len} tokens",
+                    hint="use a smaller --batch-size (or auto), a smaller --max-length, or --dtype bfloat16",
+                ) from None
+            out[idx] = values
+            pos += len(idx)
+            if progress is not None:
+                progress(len(idx))
+        self.stats.texts += n
+        self.stats.truncated += int(encoded.truncated.sum())
+        self.stats.non_finite += int((~np.isfinite(out)).sum())
+        return out
+
+    def _forward(self, model: Any, encoded: Encoded, idx: np.ndarray) -> np.ndarray:
+        import torch
+
+        seqs = [encoded.input_ids[i] for i in idx]
+        width = max(len(s) for s in seqs) or 1
+        input_ids = np.full((len(seqs), width), self.pad_token_id, dtype=np.int64)
+        attention = np.zeros((len(seqs), width), dtype=np.int64)
+        types = np.zeros((len(seqs), width), dtype=np.int64) if encoded.token_type_ids is not None else None
+        for row, i in enumerate(idx):
+            seq = encoded.input_ids[i]
+            input_ids[row, : len(seq)] = seq
+            attention[row, : len(seq)] = 1
+            if types is not None and encoded.token_type_ids is not None:
+                types[row, : len(seq)] = encoded.token_type_ids[i]
+        inputs = {
+            "input_ids": torch.from_numpy(input_ids).to(self.device),
+            "attention_mask": torch.from_numpy(attention).to(self.device),
+        }
+        if types is not None:
+            inputs["token_type_ids"] = torch.from_numpy(types).to(self.device)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            output = model(**inputs)
+            logits = getattr(output, "logits", None)
+            if logits is None:
+                logits = getattr(output, "score", None)
+            if logits is None and isinstance(output, tuple | list):
+                logits = output[0]
+            if logits is None:
+                raise ModelError(f"`{self.model_id}` returned no logits")
+            if logits.dim() == 1:
+                logits = logits.unsqueeze(-1)
+            values = logits[:, self.head_index].float().cpu().numpy().astype(np.float64)
+        self.stats.forward_seconds += time.perf_counter() - t0
+        self.stats.batches += 1
+        self.stats.tokens += int(attention.sum())
+        self.stats.padded_tokens += int(attention.size)
+        return values
+
+
+def _keep_mask(length: int, limit: int, protected: np.ndarray | None, side: str) -> np.ndarray:
+    """Which tokens of a too-long sequence to keep: drop `length - limit` unprotected tokens from the
+    left (start) or the right (end); protected (special) tokens always stay."""
+    excess = length - limit
+    droppable = np.flatnonzero(~protected) if protected is not None else np.arange(length)
+    keep = np.zeros(length, dtype=bool) if excess > len(droppable) else np.ones(length, dtype=bool)
+    if excess > len(droppable):  # cannot happen with sane limits: keep a plain window of `limit` tokens
+        if side == "left":
+            keep[length - limit :] = True
+        else:
+            keep[:limit] = True
+        return keep
+    drop = droppable[:excess] if side == "left" else droppable[len(droppable) - excess :]
+    keep[drop] = False
+    return keep
+
+
+def _is_oom(err: Exception) -> bool:
+    import torch
+
+    oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
+    return (oom is not None and isinstance(err, oom)) or "out of memory" in str(err).lower()
+
+
+def _free_cuda() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _first_line(err: BaseException | None) -> str:
+    if err is None:
+        return "unknown error"
+    text = str(err).strip() or type(err).__name__
+    return text.splitlines()[0][:300]
+
+
+def load_reward_model(model: str, **options: Any) -> RewardModel:
+    """A RewardModel with its weights loaded (see RewardModel for the options)."""
+    return RewardModel(model, **options).load()
+
+
+def score_texts(
+    rm: RewardModel,
+    items: Sequence[Item],
+    *,
+    batch_size: int | str = "auto",
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """The reusable scoring core: (context messages, response) items -> float64 scores, in input order."""
+    return rm.score(items, batch_size=batch_size, progress=progress)
+
+
+__all__ = [
+    "DTYPES",
+    "INPUT_FORMATS",
+    "PADDING_SIDE",
+    "TRUNCATION_SIDES",
+    "Encoded",
+    "Item",
+    "ModelError",
+    "RewardModel",
+    "ScoringStats",
+    "chat_messages",
+    "load_reward_model",
+    "render_transcript",
+    "score_texts",
+]
