@@ -1,0 +1,445 @@
+"""The `label` stage: fill ``features_<set>`` for the pairs that lack labels made with the current recipe.
+
+`BatchLabelStage` is the resumable engine every computing labeler uses: it plans (which pairs of the
+target set — all pairs or a seeded sample — have no labels with this recipe's fingerprint), then labels
+them in batches, appending each finished batch to a checkpoint table (``work__features_<set>``) so a
+killed run resumes where it stopped, and finally writes the column once through `write_labels`.
+
+A labeler is anything with ``label_pairs(pairs: pa.Table) -> pa.Table``: it receives the columns it
+asked for (``pair_id``, ``chosen``, ``rejected`` and optionally ``context``) and returns
+``pair_id`` + ``features_<set>`` for those pairs (a null struct = could not label that pair; it stays
+to do). If the object is a context manager, the stage enters it for the run.
+
+Spec entries (``features:`` section) are dispatched on ``labeler``: ``heuristics`` and ``import`` here,
+``llm`` by `seal.annotate.features.llm.build_llm_stage(entry, spec)`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from seal.annotate.features.featureset import FeatureSet, load_feature_set
+from seal.annotate.features.writer import (
+    LABEL_STAGE,
+    current_fingerprint,
+    latest_label_run,
+    read_labels,
+    summarize_labels,
+    write_labels,
+)
+from seal.errors import SealError, SpecError
+from seal.pipeline import PENDING, STALE, UP_TO_DATE, Plan, register_stage
+from seal.progress import progress_bar
+from seal.recipe import Recipe
+from seal.spec import Spec
+from seal.store import Store, now_utc
+
+DEFAULT_BATCH_PAIRS = 20_000
+HEURISTICS_STAGE_VERSION = 1
+_FINGERPRINT = "__fingerprint"
+
+
+class PairLabeler(Protocol):
+    def label_pairs(self, pairs: pa.Table) -> pa.Table: ...
+
+
+@dataclass
+class LabelResult:
+    """What `seal label` (or a `label` stage in `seal run`) did or, with dry_run, would do."""
+
+    feature_set: str
+    column: str
+    labeler: str
+    fingerprint: str
+    status: str  # done | up-to-date | dry-run
+    reason: str
+    pairs_total: int
+    pairs_target: int
+    pairs_todo: int
+    pairs_computed: int = 0
+    pairs_resumed: int = 0  # labelled by an earlier, interrupted run (from the checkpoint)
+    pairs_unlabelled: int = 0  # the labeler returned no labels (they stay to do)
+    pairs_labelled: int = 0  # pairs with labels in the column afterwards
+    sample: int | None = None
+    seed: int = 0
+    run_id: str | None = None
+    pairs_version: int | None = None
+    seconds: float = 0.0
+    estimate: dict[str, Any] = field(default_factory=dict)
+    means: dict[str, Any] = field(default_factory=dict)  # per feature and side: labelled pairs and mean
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def line(self) -> str:
+        """One human line."""
+        if self.status == UP_TO_DATE:
+            return f"{self.column}: up to date ({self.pairs_labelled:,} pairs labelled)"
+        if self.status == "dry-run":
+            return f"{self.column}: would label {self.pairs_todo:,} of {self.pairs_target:,} pairs ({self.reason})"
+        resumed = f", {self.pairs_resumed:,} from a checkpoint" if self.pairs_resumed else ""
+        missing = f", {self.pairs_unlabelled:,} left unlabelled" if self.pairs_unlabelled else ""
+        return (
+            f"{self.column}: labelled {self.pairs_computed:,} pairs{resumed}{missing} in {self.seconds:.1f}s; "
+            f"{self.pairs_labelled:,} of {self.pairs_total:,} pairs now labelled"
+        )
+
+
+def sample_pair_ids(pair_ids: pa.Array | pa.ChunkedArray, n: int | None, seed: int = 0) -> pa.Array:
+    """A seeded sample of n pair ids that depends only on the ids (a larger n extends a smaller one)."""
+    ids = pair_ids.to_pylist()
+    if n is None or n >= len(ids):
+        return pa.array(ids, pa.string())
+    ranks = [hashlib.blake2b(f"{seed}\x1f{p}".encode(), digest_size=8).digest() for p in ids]
+    order = sorted(range(len(ids)), key=ranks.__getitem__)[:n]
+    return pa.array([ids[i] for i in sorted(order)], pa.string())
+
+
+class BatchLabelStage:
+    """A resumable label stage over batches of pairs (see the module docstring)."""
+
+    def __init__(
+        self,
+        feature_set: FeatureSet,
+        recipe: Recipe,
+        make_labeler: Callable[[], PairLabeler],
+        *,
+        labeler: str,
+        columns: Sequence[str] = ("pair_id", "chosen", "rejected"),
+        sample: int | None = None,
+        seed: int = 0,
+        batch_size: int = DEFAULT_BATCH_PAIRS,
+        provenance: Mapping[str, Any] | None = None,
+        estimate: Callable[[int], dict[str, Any]] | None = None,
+    ):
+        if recipe.stage != LABEL_STAGE or recipe.name != feature_set.name:
+            raise SealError(f"a label stage needs a `label` recipe named `{feature_set.name}`")
+        if sample is not None and sample <= 0:
+            raise SealError("--sample must be a positive number of pairs")
+        self.feature_set = feature_set
+        self.recipe = recipe
+        self.make_labeler = make_labeler
+        self.labeler = labeler
+        self.columns = list(dict.fromkeys(["pair_id", *columns]))
+        self.sample, self.seed, self.batch_size = sample, seed, batch_size
+        self.provenance = dict(provenance or {})
+        self.estimate = estimate
+
+    @property
+    def column(self) -> str:
+        return self.feature_set.column
+
+    # -- state -------------------------------------------------------------------------------------
+    def _checkpoint_schema(self) -> pa.Schema:
+        return pa.schema(
+            [("pair_id", pa.string()), (_FINGERPRINT, pa.string()), (self.column, self.feature_set.arrow_type())]
+        )
+
+    def _checkpoint_ids(self, store: Store, fingerprint: str) -> pa.Array:
+        from seal.store import WORK_PREFIX
+
+        name = WORK_PREFIX + self.column
+        if name not in store.table_names():
+            return pa.array([], pa.string())
+        table = store.db.open_table(name)
+        if table.schema != self._checkpoint_schema():
+            return pa.array([], pa.string())
+        rows = table.to_lance().to_table(columns=["pair_id", _FINGERPRINT])
+        rows = rows.filter(pc.equal(rows.column(_FINGERPRINT), fingerprint))
+        if not rows.num_rows:
+            return pa.array([], pa.string())
+        return pc.unique(rows.column("pair_id").combine_chunks())
+
+    def _state(self, store: Store) -> dict[str, Any]:
+        fingerprint = self.recipe.fingerprint()
+        all_ids = store.pair_ids()
+        targets = sample_pair_ids(all_ids, self.sample, self.seed)
+        current = current_fingerprint(store, self.feature_set.name)
+        has_column = self.column in store.pairs().schema.names
+        labelled = pa.array([], pa.string())
+        if current == fingerprint:
+            labelled = read_labels(store, self.feature_set.name, non_null=True).column("pair_id").combine_chunks()
+        checkpoint = self._checkpoint_ids(store, fingerprint)
+        done = pa.concat_arrays([labelled, checkpoint]) if len(checkpoint) else labelled
+        todo = targets.filter(pc.invert(pc.is_in(targets, value_set=done))) if len(done) else targets
+        resumed = 0
+        if len(checkpoint):
+            resumed = pc.sum(pc.is_in(checkpoint, value_set=targets)).as_py() or 0
+        return {
+            "fingerprint": fingerprint,
+            "current": current,
+            "has_column": has_column,
+            "total": len(all_ids),
+            "targets": targets,
+            "todo": todo,
+            "checkpoint": len(checkpoint),
+            "resumed": int(resumed),
+        }
+
+    # -- plan --------------------------------------------------------------------------------------
+    def plan(self, store: Store) -> Plan:
+        fingerprint = self.recipe.fingerprint()
+        name = self.feature_set.name
+        if not store.exists():
+            return Plan(LABEL_STAGE, name, fingerprint, PENDING, "no pairs in the store yet", None, self.column)
+        state = self._state(store)
+        todo = len(state["todo"])
+        estimate = {"pairs_total": state["total"], "pairs_target": len(state["targets"]), "pairs_todo": todo}
+        estimate["checkpointed"] = state["checkpoint"]
+        if self.estimate is not None and todo:
+            estimate.update(self.estimate(todo))
+        if state["current"] is not None and state["current"] != fingerprint:
+            reason, changed = self._stale_reason(store)
+            return Plan(LABEL_STAGE, name, fingerprint, STALE, reason, todo, self.column, estimate, changed)
+        if state["current"] is None and state["has_column"]:
+            reason = f"{self.column} has no recorded label run: it will be replaced"
+            return Plan(LABEL_STAGE, name, fingerprint, STALE, reason, todo, self.column, estimate)
+        if todo == 0 and state["checkpoint"] == 0:
+            scope = f"all {len(state['targets']):,} target pairs" if self.sample else "every pair"
+            return Plan(
+                LABEL_STAGE,
+                name,
+                fingerprint,
+                UP_TO_DATE,
+                f"{scope} labelled with this recipe",
+                0,
+                self.column,
+                estimate,
+            )
+        if todo == 0:
+            reason = f"{state['checkpoint']:,} checkpointed pairs to write"
+        else:
+            reason = f"{todo:,} of {len(state['targets']):,} target pairs not labelled with this recipe"
+        return Plan(LABEL_STAGE, name, fingerprint, PENDING, reason, todo, self.column, estimate)
+
+    def _stale_reason(self, store: Store) -> tuple[str, tuple[str, ...]]:
+        last = latest_label_run(store, self.feature_set.name)
+        if last is None:
+            return "no earlier label run", ()
+        before, now = last["recipe"].get("params", {}), dict(self.recipe.params)
+        changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+        if last["recipe"].get("stage_version") != self.recipe.stage_version:
+            changed.append("stage_version")
+        what = ", ".join(changed) or "recipe"
+        reason = f"labels were made with another recipe (changed: {what}); all target pairs are relabelled"
+        return reason, tuple(changed)
+
+    # -- run ---------------------------------------------------------------------------------------
+    def run(self, store: Store, plan: Plan | None = None, show_progress: bool = False) -> dict[str, Any]:
+        result = self.execute(store, show_progress=show_progress)
+        return {**result.to_json(), "summary": result.line()}
+
+    def execute(self, store: Store, show_progress: bool = False, dry_run: bool = False) -> LabelResult:
+        """Label what is missing (or, with dry_run, say what would be labelled)."""
+        t0 = time.perf_counter()
+        started = now_utc()
+        store.require()
+        current = self.plan(store)
+        state = self._state(store)
+        result = LabelResult(
+            feature_set=self.feature_set.name,
+            column=self.column,
+            labeler=self.labeler,
+            fingerprint=state["fingerprint"],
+            status=current.status,
+            reason=current.reason,
+            pairs_total=state["total"],
+            pairs_target=len(state["targets"]),
+            pairs_todo=len(state["todo"]),
+            sample=self.sample,
+            seed=self.seed,
+            estimate=current.estimate,
+        )
+        if dry_run or current.status == UP_TO_DATE:
+            result.status = "dry-run" if dry_run else UP_TO_DATE
+            if current.status == UP_TO_DATE:
+                result.pairs_labelled = len(read_labels(store, self.feature_set.name, non_null=True))
+            result.seconds = round(time.perf_counter() - t0, 3)
+            return result
+        fingerprint = state["fingerprint"]
+        work = self._open_checkpoint(store, fingerprint)
+        todo = state["todo"]
+        computed = unlabelled = 0
+        if len(todo):
+            pairs = self._read_pairs(store, todo)
+            with (
+                ExitStack() as stack,
+                progress_bar(
+                    show_progress, total=pairs.num_rows, desc=f"label {self.feature_set.name}", unit="pair"
+                ) as bar,
+            ):
+                labeler = self.make_labeler()
+                if hasattr(labeler, "__enter__"):
+                    labeler = stack.enter_context(labeler)  # type: ignore[arg-type]
+                for start in range(0, pairs.num_rows, self.batch_size):
+                    batch = pairs.slice(start, self.batch_size)
+                    labels = labeler.label_pairs(batch)
+                    if labels.column_names != ["pair_id", self.column]:
+                        raise SealError(f"the {self.labeler} labeler returned columns {labels.column_names}")
+                    valid = labels.filter(pc.is_valid(labels.column(self.column)))
+                    unlabelled += labels.num_rows - valid.num_rows + batch.num_rows - labels.num_rows
+                    if valid.num_rows:
+                        work.add(self._checkpoint_rows(valid, fingerprint))
+                    computed += valid.num_rows
+                    bar.update(batch.num_rows)
+        rows = work.to_lance().to_table(columns=["pair_id", self.column], filter=pc.field(_FINGERPRINT) == fingerprint)
+        provenance = {
+            "labeler": self.labeler,
+            "origin": "computed",
+            "sample": self.sample,
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+            "pairs_computed": computed,
+            "pairs_resumed": state["resumed"],
+            "pairs_unlabelled": unlabelled,
+            "seconds": round(time.perf_counter() - t0, 3),
+            **self.provenance,
+        }
+        write = write_labels(
+            store,
+            self.feature_set,
+            rows,
+            self.recipe,
+            provenance,
+            merge=state["current"] == fingerprint,
+            started_at=started,
+        )
+        store.drop_work_table(self.column)
+        final = read_labels(store, self.feature_set.name, non_null=True)
+        result.status = "done"
+        result.pairs_computed = computed
+        result.pairs_resumed = state["resumed"]
+        result.pairs_unlabelled = unlabelled
+        result.pairs_labelled = final.num_rows
+        result.run_id = write.run_id
+        result.pairs_version = write.pairs_version
+        result.means = summarize_labels(self.feature_set, final)
+        result.seconds = round(time.perf_counter() - t0, 3)
+        return result
+
+    def _open_checkpoint(self, store: Store, fingerprint: str) -> Any:
+        from seal.store import WORK_PREFIX
+
+        name = WORK_PREFIX + self.column
+        if name in store.table_names():
+            table = store.db.open_table(name)
+            stale = table.schema != self._checkpoint_schema()
+            if not stale:
+                stale = table.count_rows(f"`{_FINGERPRINT}` != '{fingerprint}'") > 0
+            if stale:
+                store.drop_work_table(self.column)
+        return store.work_table(self.column, self._checkpoint_schema())
+
+    def _checkpoint_rows(self, labels: pa.Table, fingerprint: str) -> pa.Table:
+        return pa.table(
+            {
+                "pair_id": labels.column("pair_id"),
+                _FINGERPRINT: pa.array([fingerprint] * labels.num_rows, pa.string()),
+                self.column: labels.column(self.column),
+            },
+            schema=self._checkpoint_schema(),
+        )
+
+    def _read_pairs(self, store: Store, todo: pa.Array) -> pa.Table:
+        table = store.pairs().to_lance().to_table(columns=self.columns)
+        return table.filter(pc.is_in(table.column("pair_id"), value_set=todo))
+
+
+# -- the heuristics labeler as a stage ---------------------------------------------------------------
+def heuristics_recipe(feature_set: FeatureSet) -> Recipe:
+    """The recipe of heuristic labels: the measures (with their patterns and tokenizer hash) and the
+    set's types. Roles, signs and descriptions are analysis configuration: editing them does not
+    make labels stale."""
+    from seal.annotate.features.heuristics import heuristic_recipe
+
+    definition = {
+        "name": feature_set.name,
+        "features": [
+            {k: v for k, v in (("name", f.name), ("type", f.type), ("values", f.values)) if v is not None}
+            for f in feature_set.features
+        ],
+    }
+    return Recipe(
+        LABEL_STAGE,
+        feature_set.name,
+        {"labeler": "heuristics", "feature_set": definition, **heuristic_recipe(feature_set)},
+        stage_version=HEURISTICS_STAGE_VERSION,
+    )
+
+
+def heuristics_stage(
+    feature_set: str | FeatureSet = "heuristics",
+    sample: int | None = None,
+    seed: int = 0,
+    workers: int | None = None,
+    batch_size: int = DEFAULT_BATCH_PAIRS,
+) -> BatchLabelStage:
+    """A label stage computing a heuristic feature set (default: the shipped `heuristics` set)."""
+    from seal.annotate.features.heuristics import HeuristicLabeler, check_heuristic_set
+
+    fs = load_feature_set(feature_set) if isinstance(feature_set, str) else feature_set
+    check_heuristic_set(fs)
+    needs_context = any(f.scope == "conversation" for f in fs.features)
+    columns = ["pair_id", "chosen", "rejected"] + (["context"] if needs_context else [])
+    return BatchLabelStage(
+        fs,
+        heuristics_recipe(fs),
+        lambda: HeuristicLabeler(fs, workers=workers),
+        labeler="heuristics",
+        columns=columns,
+        sample=sample,
+        seed=seed,
+        batch_size=batch_size,
+        provenance={"workers": workers, "feature_set_source": fs.source},
+    )
+
+
+def run_label_stage(
+    store: Store, stage: BatchLabelStage, dry_run: bool = False, show_progress: bool = False
+) -> LabelResult:
+    """Plan and run one label stage (the LLM labeler's `label_llm` can end with this too)."""
+    return stage.execute(store, show_progress=show_progress, dry_run=dry_run)
+
+
+def label_heuristics(
+    store: Store,
+    feature_set: str | FeatureSet = "heuristics",
+    sample: int | None = None,
+    seed: int = 0,
+    dry_run: bool = False,
+    workers: int | None = None,
+    show_progress: bool = False,
+    batch_size: int = DEFAULT_BATCH_PAIRS,
+) -> LabelResult:
+    """`seal label --labeler heuristics`: label the pairs that lack heuristic labels with this recipe."""
+    store.require()
+    stage = heuristics_stage(feature_set, sample=sample, seed=seed, workers=workers, batch_size=batch_size)
+    return run_label_stage(store, stage, dry_run=dry_run, show_progress=show_progress)
+
+
+# -- the pipeline's `label` stage -----------------------------------------------------------------------
+@register_stage("label", section="features", order=20)
+def build_label_stage(entry: dict[str, Any], spec: Spec) -> Any:
+    """One `features:` entry of a spec -> a stage, dispatched on `labeler`."""
+    labeler = entry.get("labeler")
+    if labeler == "heuristics":
+        return heuristics_stage(spec.resolve(entry.get("feature_set", "heuristics")), sample=entry.get("sample"))
+    if labeler == "import":
+        from seal.annotate.features.importer import ImportStage
+
+        if not entry.get("file") or not entry.get("feature_set"):
+            raise SpecError("features: an `import` entry needs `file` and `feature_set`")
+        return ImportStage(spec.resolve(entry["file"]), spec.resolve(entry["feature_set"]))
+    if labeler == "llm":
+        from seal.annotate.features.llm import build_llm_stage  # written by the LLM labeler
+
+        return build_llm_stage(entry, spec)
+    raise SpecError(f"features: unknown labeler `{labeler}`", hint="use heuristics, llm or import")
