@@ -132,3 +132,19 @@ def test_gamma_regime_table_from_the_store(store, tmp_path):
     assert insult_first.tolist() == expected[rows].tolist()
     with pytest.raises(SealError, match="γ needs ordered features"):
         gamma_from_store(store, "topics")
+
+
+def test_resistance_cli_adds_the_labeler_regime_crosstab(store, tmp_path, run_cli):
+    from seal.cli_schemas import validate_output
+
+    build(store, tmp_path, n=120)
+    result = run_cli(
+        "resistance", "--model", "post", "--control", "pre", "--labeler-regime", "harmless,helpful", "--json"
+    )
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    validate_output("resistance", payload)
+    expected = gamma_regime_table(store, "post", "pre", "harmless,helpful").to_json()
+    assert payload["labeler_regime"] == json.loads(json.dumps(expected))
+    human = run_cli("resistance", "--labeler-regime", "harmless,helpful")
+    assert human.exit_code == 0 and "sides with the human" in human.stdout

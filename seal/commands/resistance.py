@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from seal.analysis.regimes import gamma_regime_table
 from seal.analysis.resistance import resistance
 from seal.annotate.import_scores import import_scores
 from seal.annotate.models import ROLES
@@ -74,6 +75,12 @@ def import_scores_command(
     show_default=True,
     help="Confidence level of the Wilson intervals.",
 )
+@click.option(
+    "--labeler-regime",
+    metavar="FEATURES",
+    help="Cross-tab the regimes with the labeler's preference γ from these target features, most important "
+    "first (e.g. harmless,helpful).",
+)
 @json_option
 @click.pass_context
 def resistance_command(
@@ -83,6 +90,7 @@ def resistance_command(
     no_control: bool,
     by: str | None,
     confidence: float,
+    labeler_regime: str | None,
     json_: bool,
 ) -> None:
     """How often an RM prefers the human-chosen response, and how that changed from a control RM.
@@ -95,11 +103,22 @@ def resistance_command(
     Examples:
       seal resistance
       seal resistance --model post --control pre --by dataset --json
+      seal resistance --labeler-regime harmless,helpful
     """
     if no_control and control:
         raise click.UsageError("--control and --no-control exclude each other")
-    result = resistance(get_store(ctx), model, control, by, use_control=not no_control, confidence=confidence)
+    store = get_store(ctx)
+    result = resistance(store, model, control, by, use_control=not no_control, confidence=confidence)
+    table = None
+    if labeler_regime:
+        control_alias = result.control.alias if result.control else None
+        table = gamma_regime_table(store, result.model.alias, control_alias, labeler_regime, confidence=confidence)
     if json_:
-        emit_json(result.to_json())
+        payload = result.to_json()
+        if table is not None:
+            payload["labeler_regime"] = table.to_json()
+        emit_json(payload)
         return
     click.echo(result.to_text())
+    if table is not None:
+        click.echo("\n" + table.render())
