@@ -184,7 +184,10 @@ class Store:
         table = self.pairs()
         if column in table.schema.names:
             table.drop_columns([column])
-        table.to_lance().merge(values, left_on="pair_id")
+        if values.num_rows == 0:  # Lance's merge refuses an empty right side: add an all-null column
+            table.add_columns(pa.field(column, values.schema.field(column).type))
+        else:
+            table.to_lance().merge(values, left_on="pair_id")
         return int(self.db.open_table(PAIRS).version)
 
     # -- versions and tags -------------------------------------------------------------------------
