@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
+from conftest import REPO
 
 import seal
-from conftest import REPO
 from seal.errors import SealError, StoreError
 
 SCORE = pa.struct([("chosen", pa.float64()), ("rejected", pa.float64())])
