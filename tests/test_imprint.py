@@ -238,7 +238,7 @@ def pair_frame(data: dict) -> pd.DataFrame:
     out["misaligned"] = (post[:, 0] <= post[:, 1]).astype(float)
     out["tie"] = post[:, 0] == post[:, 1]
     out["theta"] = np.degrees(
-        np.arctan2(pre[:, 0] * post[:, 1] - pre[:, 1] * post[:, 0], pre[:, 0] * post[:, 0] + pre[:, 1] * post[:, 1])
+        np.arctan2(pre[:, 1] * post[:, 0] - pre[:, 0] * post[:, 1], pre[:, 0] * post[:, 0] + pre[:, 1] * post[:, 1])
     )
     return out
 
@@ -283,7 +283,7 @@ def test_misalignment_and_angle_definitions():
     angles = shift_angle(
         np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 0.0]]), np.array([[0.0, 1.0], [1.0, -1.0], [1.0, 1.0]])
     )
-    assert angles[0] == pytest.approx(90.0) and angles[1] == pytest.approx(-45.0) and np.isnan(angles[2])
+    assert angles[0] == pytest.approx(-90.0) and angles[1] == pytest.approx(45.0) and np.isnan(angles[2])
 
 
 # -- design ------------------------------------------------------------------------------------------------

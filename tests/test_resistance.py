@@ -64,7 +64,8 @@ POST = [(2, 1), (3, -1), (-1, 1), (1, 2), (1, 0.5), (0.5, 0.5), (1, 0), (0.2, 0.
 PRE = [(1, 2), (2, 1), (-2, -1), (3, 0), (0.5, 1), (1, 0), (0.3, 0.3), (0.1, 0.1), (2, 2), (-1, 1)]
 # 0 got aligned, 1 stayed, 2 resists (context mismatch), 3 reversed, 4 got aligned, 5 post tie,
 # 6 pre tie, 7 both tie, 8 identical responses, 9 got aligned (opposite vectors), 10 no pre score, 11 no scores.
-HAND_ANGLES = [-36.86989764584402, -45.0, -71.56505117707799, 63.43494882292201, -36.86989764584402, 45.0, -45.0,
+# Positive = turned from the control's vector towards the chosen axis (the sign of the paper's angles).
+HAND_ANGLES = [36.86989764584402, 45.0, 71.56505117707799, -63.43494882292201, 36.86989764584402, -45.0, 45.0,
                0.0, 0.0, 180.0]  # fmt: skip
 
 
@@ -121,9 +122,9 @@ def test_hand_computed_reward_vectors_and_margins(store, hand):
     assert s.mean == pytest.approx(angles.mean())
     assert s.median == pytest.approx(np.median(angles))
     assert s.sd == pytest.approx(angles.std(ddof=1))
-    assert (s.sign_test.n_positive, s.sign_test.n_negative, s.sign_test.n_zero) == (3, 5, 2)
-    assert s.sign_test.pvalue == pytest.approx(2 * (1 + 8 + 28 + 56) / 256)
-    assert s.positive.share == 3 / 8
+    assert (s.sign_test.n_positive, s.sign_test.n_negative, s.sign_test.n_zero) == (6, 2, 2)
+    assert s.sign_test.pvalue == pytest.approx(2 * (1 + 8 + 28) / 256)
+    assert s.positive.share == 6 / 8
 
     margins = np.array([1, 4, -2, -1, 0.5, 0, 1, 0, 0, 4])
     m = r.margins["post"]
@@ -269,13 +270,14 @@ def test_method_regime_shares_reproduced(store, tmp_path):
 
 # -- θ conventions --------------------------------------------------------------------------------
 def test_shift_angle_conventions():
-    # u = (1, 0) along the chosen axis; v counter-clockwise (towards the rejected axis) is positive.
+    # u = (1, 0) along the chosen axis: turning towards the rejected axis is negative, towards chosen positive.
     got = shift_angles([1, 1, 1, 1, 1, 0, 1], [0, 0, 0, 0, 0, 0, 1], [1, 0, 0, -1, 1, 1, 0], [0, 1, -1, 0, 1, 1, 0])
-    np.testing.assert_allclose(got[:5], [0.0, 90.0, -90.0, 180.0, 45.0])
+    np.testing.assert_allclose(got[:5], [0.0, -90.0, 90.0, 180.0, -45.0])
+    assert shift_angles(1, 1, 1, 0) == pytest.approx(45.0)  # from the diagonal to the chosen axis: more aligned
     assert math.isnan(got[5])  # u is the zero vector
     assert math.isnan(got[6])  # v is the zero vector
     # Swapping u and v flips the sign; opposite vectors give +180 whichever way round.
-    assert shift_angles(0, 1, 1, 0) == pytest.approx(-90.0)
+    assert shift_angles(0, 1, 1, 0) == pytest.approx(90.0)
     assert shift_angles(-1, 1, 2, -2) == 180.0 and shift_angles(2, -2, -1, 1) == 180.0
     assert shift_angles(1, -0.0, -1, 0.0) == 180.0  # atan2(-0.0, -1) would be -180
 
@@ -344,7 +346,7 @@ def test_cli_resistance_human_and_json(run_cli, store, hand):
     assert "71.43%" in text  # post agreement 5/7
     assert "regimes over 6 pairs decided by both RMs" in text
     assert "McNemar (exact): b = 1 reversed, c = 3 got aligned, p = 0.625" in text
-    assert "shift angle θ from pre to post" in text and "sign test p = 0.727" in text
+    assert "shift angle θ from pre to post" in text and "sign test p = 0.289" in text
 
     out = run_cli("resistance", "--by", "flags.context_mismatch", "--json")
     assert out.exit_code == 0, out.output
@@ -352,7 +354,7 @@ def test_cli_resistance_human_and_json(run_cli, store, hand):
     check_schema(payload)
     assert payload["model"]["alias"] == "post" and payload["control"]["alias"] == "pre"
     assert payload["regimes"]["got_aligned"]["count"] == 3
-    assert payload["reward_vectors"]["shift"]["sign_test"]["n_positive"] == 3
+    assert payload["reward_vectors"]["shift"]["sign_test"]["n_positive"] == 6
     assert [g["key"] for g in payload["groups"]] == [False, True]
     assert "agreement" in payload["definitions"]
 

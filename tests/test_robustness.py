@@ -146,7 +146,7 @@ def test_the_planted_surface_cue_is_found_most_sensitive(store, tmp_path, exclai
     delta = np.array(variant) - np.array(original)
     assert punct.reward["mean_abs_change_sd"] == pytest.approx(np.mean(np.abs(delta)) / sd)
     assert punct.reward["pearson"] == pytest.approx(np.corrcoef(original, variant)[0, 1])
-    theta = np.degrees(np.arctan2(b[:, 0] * a[:, 1] - b[:, 1] * a[:, 0], b[:, 0] * a[:, 0] + b[:, 1] * a[:, 1]))
+    theta = np.degrees(np.arctan2(b[:, 1] * a[:, 0] - b[:, 0] * a[:, 1], b[:, 0] * a[:, 0] + b[:, 1] * a[:, 1]))
     theta = theta[~((b == 0).all(axis=1) | (a == 0).all(axis=1))]
     assert punct.shift["angle_degrees"]["mean"] == pytest.approx(theta.mean())
     assert all(s["available"] is False for s in punct.to_json()["robustness_score"])

@@ -17,7 +17,7 @@ value of every feature as regressors of
   r_A(c) == r_A(r) counts as misaligned by default (``ties``: misaligned | aligned | drop), matching the
   strict agreement δ = 1[r(c) > r(r)] of METHOD.md; a linear probability model, or a logit;
 - ``theta`` (with ``control=B``) = the signed angle in degrees from u = (r_B(c), r_B(r)) to
-  v = (r_A(c), r_A(r)), atan2(u×v, u·v).
+  v = (r_A(c), r_A(r)), atan2(u_r·v_c − u_c·v_r, u·v): positive when A turned towards the chosen response.
 
 The estimator is numpy (QR least squares, sandwich covariances) and equals statsmodels' formula API on the
 same data (tests hold it to 1e-8): ``cluster`` is statsmodels' CR1 (G/(G−1)·(N−1)/(N−K)), ``hc3`` its
@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from scipy import stats as sps
 
+from seal.analysis.resistance import shift_angles
 from seal.annotate.features.featureset import Feature, FeatureSet
 from seal.annotate.features.writer import stored_feature_sets
 from seal.annotate.models import list_models, model_with_role, score_column
@@ -543,13 +544,9 @@ def load_pair_data(
 
 
 def shift_angle(control: np.ndarray, model: np.ndarray) -> np.ndarray:
-    """Signed angle in degrees from u = control (c, r) to v = model (c, r): atan2(u×v, u·v); NaN where a
-    vector is zero or missing."""
-    uc, ur = control[:, 0], control[:, 1]
-    vc, vr = model[:, 0], model[:, 1]
-    theta = np.degrees(np.arctan2(uc * vr - ur * vc, uc * vc + ur * vr))
-    zero = ((uc == 0) & (ur == 0)) | ((vc == 0) & (vr == 0))
-    return np.where(zero, np.nan, theta)
+    """Signed angle in degrees from u = control (c, r) to v = model (c, r), positive towards the chosen axis
+    (see seal.analysis.resistance.shift_angles); NaN where a vector is zero or missing."""
+    return shift_angles(control[:, 0], control[:, 1], model[:, 0], model[:, 1])
 
 
 # =====================================================================================================
@@ -1078,7 +1075,7 @@ def _theta_regression(
     return Regression(
         outcome="theta",
         definition=f"signed angle (degrees) from ({control}(c), {control}(r)) to ({model}(c), {model}(r)), "
-        "atan2(u×v, u·v)",
+        "atan2(u_r·v_c − u_c·v_r, u·v), positive towards the chosen response",
         estimator="ols",
         formula=f"theta_{control}_to_{model} ~ 1 + {' + '.join(r['name'] for r in rows[1:])}",
         rows="one row per pair",

@@ -16,8 +16,10 @@ Denominators, stated once (they are also in every JSON result under ``definition
   (1, 1), got aligned (0, 1), resists (0, 0), reversed (1, 0). The exact McNemar test compares the two RMs on
   the same pairs: b = reversed, c = got aligned.
 - the *shift angle* θ from u = (control chosen, control rejected) to v = (model chosen, model rejected) is
-  atan2(u × v, u · v) in degrees with u × v = u_c·v_r − u_r·v_c, in (−180°, 180°]: θ > 0 means v points
-  counter-clockwise of u in the plane with the chosen score on the x-axis and the rejected score on the y-axis.
+  atan2(u_r·v_c − u_c·v_r, u · v) in degrees, in (−180°, 180°]: θ > 0 means v turned from u towards the
+  chosen axis, i.e. towards the human preference (with chosen on x and rejected on y, that is clockwise).
+  This orientation gives the paper's published values their sign (mean θ +6.48°; refusal on the chosen
+  side +10.92° in the pair-level regression).
   Pairs where u or v is the zero vector have no angle and are excluded (counted).
 
 Everything is computed with numpy over whole columns (no per-pair Python loop), reading only the score
@@ -84,9 +86,9 @@ DEFINITIONS = {
     "mcnemar": "exact McNemar test on the pairs decided by both RMs: b = reversed (control agrees, model not), "
     "c = got_aligned (model agrees, control not), p = two-sided binomial test of b against b + c at 1/2",
     "quadrants": "signs of (chosen score, rejected score) over the scored pairs; on_axis: a score exactly 0",
-    "shift": "theta = atan2(u x v, u . v) in degrees, u = (control chosen, control rejected), v = (model chosen, "
-    "model rejected), u x v = u_c*v_r - u_r*v_c; theta > 0: v is counter-clockwise of u with chosen on the x-axis "
-    "and rejected on the y-axis; pairs where u or v is the zero vector are excluded",
+    "shift": "theta = atan2(u_r*v_c - u_c*v_r, u . v) in degrees, u = (control chosen, control rejected), "
+    "v = (model chosen, model rejected); theta > 0: v turned from u towards the chosen axis (the human "
+    "preference), the sign of the SEAL paper's published angles; pairs where u or v is the zero vector are excluded",
     "margins": "chosen score - rejected score over the scored pairs; sd with ddof 1; quantiles interpolate linearly",
     "ci": "Wilson score intervals at the stated confidence",
 }
@@ -247,10 +249,11 @@ class ResistanceResult:
 # -- computation --------------------------------------------------------------------------------
 def shift_angles(u_chosen: Any, u_rejected: Any, v_chosen: Any, v_rejected: Any) -> np.ndarray:
     """Signed angle in degrees from u = (u_chosen, u_rejected) to v = (v_chosen, v_rejected), element-wise:
-    atan2(u × v, u · v), in (−180, 180]. NaN where u or v is the zero vector (no direction)."""
+    atan2(u_r·v_c − u_c·v_r, u · v), in (−180, 180]; positive when v turned towards the chosen axis (the
+    human preference). NaN where u or v is the zero vector (no direction)."""
     uc, ur = np.asarray(u_chosen, np.float64), np.asarray(u_rejected, np.float64)
     vc, vr = np.asarray(v_chosen, np.float64), np.asarray(v_rejected, np.float64)
-    cross = uc * vr - ur * vc
+    cross = ur * vc - uc * vr
     dot = uc * vc + ur * vr
     theta = np.degrees(np.arctan2(cross, dot))
     theta = np.where(theta == -180.0, 180.0, theta)
@@ -701,8 +704,8 @@ def render_text(result: ResistanceResult) -> str:
         s = r.shift
         st = s.sign_test
         lines.append(
-            f"shift angle θ from {s.control} to {s.model} in degrees (atan2(u×v, u·v); θ > 0 = counter-clockwise "
-            "with chosen on x, rejected on y):"
+            f"shift angle θ from {s.control} to {s.model} in degrees (θ > 0: turned towards the chosen "
+            "response, the human preference):"
         )
         lines.append(
             f"  n {s.n:,}, mean {_num(s.mean, 2)}, median {_num(s.median, 2)}, sd {_num(s.sd, 2)}; "

@@ -17,7 +17,8 @@ Definitions (also in every JSON result under ``definitions``):
 - *reward change* Δ = r(variant) − r(original) per usable variant text; normalised by the RM's reward SD,
   the SD (ddof 1) of its scores over every original text (both sides) of every scored pair in the store.
   Correlation: Pearson and Spearman of (original, variant) rewards over those texts.
-- *shift angle* θ = atan2(u × v, u · v) in degrees from u = before to v = after (pairs with a zero vector excluded).
+- *shift angle* θ in degrees from u = before to v = after, positive when the rewrite turned the (chosen, rejected)
+  reward vector towards the chosen axis (seal.analysis.resistance.shift_angles; zero vectors excluded).
 - *sensitivity* of a perturbation = mean |Δ| / SD divided by the mean semantic change (1 − cosine similarity),
   the latter floored at ``semantic_floor`` so that edits invisible to the embedding model do not divide by ~0:
   reward change per unit of meaning change. Ranked per RM across perturbations (highest = most sensitive).
@@ -76,7 +77,8 @@ DEFINITIONS = {
     "(disagree -> agree); exact McNemar on (b, c)",
     "reward_change": "delta = r(variant) - r(original) per usable variant text; normalised by the RM's reward SD "
     "over every original text of every scored pair in the store",
-    "shift": "theta = atan2(u x v, u . v) in degrees, u = (chosen, rejected) before, v = after; zero vectors excluded",
+    "shift": "theta = atan2(u_r*v_c - u_c*v_r, u . v) in degrees, u = (chosen, rejected) before, v = after; "
+    "positive = turned towards the chosen response; zero vectors excluded",
     "sensitivity": "mean |delta| / SD divided by max(mean(1 - similarity), semantic_floor): reward change per unit "
     "of semantic change; ranked per RM, highest first",
     "robustness_score": "OLS linear probability (or logit) of became_misaligned over included pairs that agree "

@@ -56,7 +56,8 @@ def ingest_command(ctx: click.Context, source: str, json_: bool, silent: bool, *
         return
     click.echo(f"{result.dataset}: format {result.format} ({result.format_reason})")
     click.echo(
-        f"read {result.read:,} rows: {result.ingested:,} new pair{'' if result.ingested == 1 else 's'}, {result.already_present:,} already present, "
+        f"read {result.read:,} rows: {result.ingested:,} new pair{'' if result.ingested == 1 else 's'}, "
+        f"{result.already_present:,} already present, "
         f"{result.quarantined:,} quarantined in {result.seconds:.1f}s"
     )
     for reason, count in result.quarantine_reasons.items():
