@@ -6,6 +6,8 @@ import click
 
 from seal import __version__
 from seal.commands.common import SealGroup
+from seal.commands.embed import confusing_command, embed_command, search_command, similar_command
+from seal.commands.imprint import imprint_command
 from seal.commands.ingest import ingest_command
 from seal.commands.inspect import (
     quarantine_command,
@@ -15,6 +17,10 @@ from seal.commands.inspect import (
     tag_command,
     versions_command,
 )
+from seal.commands.label import import_features_command, label_command
+from seal.commands.perturb import perturb_command, robustness_command
+from seal.commands.resistance import import_scores_command, resistance_command
+from seal.commands.score import models_command, score_command
 from seal.commands.spec import plan_command, run_command, validate_command
 
 
@@ -46,6 +52,19 @@ for command in (
     run_command,
 ):
     cli.add_command(command)
+cli.add_command(import_scores_command)
+cli.add_command(resistance_command)
+cli.add_command(perturb_command)
+cli.add_command(robustness_command)
+cli.add_command(score_command)
+cli.add_command(models_command)
+cli.add_command(label_command)
+cli.add_command(import_features_command)
+cli.add_command(imprint_command)
+cli.add_command(embed_command)
+cli.add_command(similar_command)
+cli.add_command(search_command)
+cli.add_command(confusing_command)
 
 
 def main() -> None:

@@ -47,6 +47,7 @@ BUILTIN_STAGE_MODULES: list[str] = [
     "seal.annotate.scores",
     "seal.annotate.features.stage",
     "seal.annotate.perturb.stage",
+    "seal.annotate.embeddings",
 ]
 
 # The spec sections the experiment schema knows, the stage each is meant to build, and the run order.
