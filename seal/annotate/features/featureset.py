@@ -42,6 +42,21 @@ class Feature:
     heuristic: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def from_dict(cls, f: dict[str, Any]) -> Feature:
+        """A feature from its YAML/JSON form, with the defaults of schemas/feature-set.schema.json."""
+        return cls(
+            name=f["name"],
+            type=f["type"],
+            values=f.get("values"),
+            instruction=f.get("instruction", ""),
+            scope=f.get("scope", "response"),
+            role=f.get("role", "none"),
+            sign=f.get("sign", 1),
+            heuristic=f.get("heuristic"),
+            params=f.get("params", {}),
+        )
+
     @property
     def arrow_type(self) -> pa.DataType:
         return _ARROW[self.type]
@@ -176,20 +191,7 @@ def load_feature_set(name_or_path: str) -> FeatureSet:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise SpecError(f"{path}: duplicate feature names: {', '.join(duplicates)}")
-    features = tuple(
-        Feature(
-            name=f["name"],
-            type=f["type"],
-            values=f.get("values"),
-            instruction=f.get("instruction", ""),
-            scope=f.get("scope", "response"),
-            role=f.get("role", "none"),
-            sign=f.get("sign", 1),
-            heuristic=f.get("heuristic"),
-            params=f.get("params", {}),
-        )
-        for f in document["features"]
-    )
+    features = tuple(Feature.from_dict(f) for f in document["features"])
     return FeatureSet(
         name=document["name"],
         features=features,

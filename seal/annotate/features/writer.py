@@ -246,20 +246,7 @@ def write_labels(
 # -- reading feature sets back -----------------------------------------------------------------------
 def feature_set_from_dict(document: Mapping[str, Any]) -> FeatureSet:
     """The inverse of `FeatureSet.to_dict` (as stored in label runs)."""
-    features = tuple(
-        Feature(
-            name=f["name"],
-            type=f["type"],
-            values=f.get("values"),
-            instruction=f.get("instruction", ""),
-            scope=f.get("scope", "response"),
-            role=f.get("role", "none"),
-            sign=f.get("sign", 1),
-            heuristic=f.get("heuristic"),
-            params=f.get("params", {}),
-        )
-        for f in document["features"]
-    )
+    features = tuple(Feature.from_dict(f) for f in document["features"])
     return FeatureSet(name=document["name"], features=features, version=document.get("version", 1))
 
 
