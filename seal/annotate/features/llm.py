@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 import time
 from collections import Counter, deque
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlparse
 
 import pyarrow as pa
@@ -39,6 +38,7 @@ from seal.annotate.features.llm_client import (
     LLMRequestError,
     chat_body,
     redact_url,
+    run_sync,
 )
 from seal.annotate.features.prompts import (
     PROMPT_VERSION,
@@ -69,8 +69,6 @@ _DOWNGRADE = {"json_schema": "json_object_schema", "json_object_schema": "json_o
 BATCH_DISCOUNT = 0.5  # the Batch API bills half the synchronous price
 STAGE_VERSION = 1
 SIDES = ("chosen", "rejected")
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -537,28 +535,6 @@ async def _run_interactive(work: Work, api_key: str | None, sink: LabelSink, bar
 # -- the run -----------------------------------------------------------------------------------------
 
 
-def _run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to completion, also from code that already runs an event loop (a notebook)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = asyncio.run(coro)
-        except BaseException as err:
-            box["error"] = err
-
-    thread = threading.Thread(target=target, name="seal-llm")
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
-
-
 def api_key_from_env(config: LLMConfig) -> str | None:
     """The key from `config.api_key_env`; required by api.openai.com, optional for local servers."""
     key = os.environ.get(config.api_key_env) or None
@@ -743,11 +719,11 @@ def run_llm_labeler(
             if config.batch_api:
                 from seal.annotate.features.llm_batch import run_batch
 
-                stats, batch_info = _run_sync(run_batch(store, work, api_key, sink))
+                stats, batch_info = run_sync(run_batch(store, work, api_key, sink))
             else:
                 desc = f"Labelling {fs.name}"
                 with progress_bar(show_progress, total=len(work.todo), desc=desc, unit="text") as bar:
-                    stats, fmt = _run_sync(_run_interactive(work, api_key, sink, bar))
+                    stats, fmt = run_sync(_run_interactive(work, api_key, sink, bar))
     except (SealError, KeyboardInterrupt, asyncio.CancelledError) as err:
         error = err
     finally:

@@ -16,11 +16,12 @@ import email.utils
 import json
 import random
 import re
+import threading
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 try:  # huggingface_hub (a seal dependency) brings httpx2; plain httpx has the same API.
@@ -30,6 +31,8 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 from seal import __version__
 from seal.errors import SealError
+
+T = TypeVar("T")
 
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 FATAL_STATUSES = frozenset({401, 403, 404})
@@ -334,3 +337,25 @@ def chat_body(
     if response_format is not None:
         body["response_format"] = dict(response_format)
     return body
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion, also from code that already runs an event loop (a notebook)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(coro)
+        except BaseException as err:
+            box["error"] = err
+
+    thread = threading.Thread(target=target, name="seal-llm-sync")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]

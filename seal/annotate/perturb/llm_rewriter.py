@@ -21,12 +21,11 @@ import asyncio
 import hashlib
 import json
 import re
-import threading
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-from seal.annotate.features.llm_client import ChatClient, LLMError, LLMFatalError, LLMRequestError
+from seal.annotate.features.llm_client import ChatClient, LLMError, LLMFatalError, LLMRequestError, run_sync
 from seal.annotate.perturb.core import Job, Outcome
 from seal.errors import SealError
 from seal.recipe import canonical_json
@@ -63,7 +62,6 @@ REASK_TEMPLATE = (
     "reply with the paraphrase only."
 )
 
-T = TypeVar("T")
 _SPEAKERS = {"user": "Human", "human": "Human", "assistant": "Assistant", "system": "System"}
 _MARKER_LINE = re.compile(r"(?m)^\s*(Human|Assistant|System)\s*:")
 _PREFACE = re.compile(r"^(?:sure|okay|ok|certainly|here(?:'s| is| are)|rewritten|paraphrase)[^\n]{0,80}:\s*\n", re.I)
@@ -188,7 +186,7 @@ class LLMRewriter:
         return hashlib.sha256(canonical_json(material).encode()).hexdigest()[:16]
 
     def rewrite(self, jobs: Sequence[Job]) -> list[Outcome]:
-        return _run_sync(self._rewrite_all(list(jobs)))
+        return run_sync(self._rewrite_all(list(jobs)))
 
     async def _rewrite_all(self, jobs: list[Job]) -> list[Outcome]:
         from seal.annotate.features.llm import api_key_from_env
@@ -388,28 +386,6 @@ def clean_answer(text: str) -> str:
 
 def _normal(text: str) -> str:
     return " ".join(text.split()).casefold()
-
-
-def _run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to completion, also from code that already runs an event loop (a notebook)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = asyncio.run(coro)
-        except BaseException as err:
-            box["error"] = err
-
-    thread = threading.Thread(target=target, name="seal-llm-rewrite")
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
 
 
 __all__ = ["LLMError", "LLMRewriteConfig", "LLMRewriter", "clean_answer", "render_dialogue"]
