@@ -10,6 +10,7 @@ from seal.commands.embed import confusing_command, embed_command, search_command
 from seal.commands.imprint import imprint_command
 from seal.commands.ingest import ingest_command
 from seal.commands.inspect import (
+    optimize_command,
     quarantine_command,
     query_command,
     show_command,
@@ -47,6 +48,7 @@ for command in (
     quarantine_command,
     versions_command,
     tag_command,
+    optimize_command,
     validate_command,
     plan_command,
     run_command,

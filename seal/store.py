@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import sys
+import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,27 @@ PAIRS, QUARANTINE, RUNS = "pairs", "quarantine", "runs"
 WORK_PREFIX = "work__"
 INGEST_OWNED = frozenset(schema.INGEST_COLUMNS)
 _SCHEMAS = {PAIRS: schema.PAIRS, QUARANTINE: schema.QUARANTINE, RUNS: schema.RUNS}
+# Versions newer than this survive the clean-up at the end of a stage, so a reader that opened an
+# older version a moment ago keeps working; tagged versions are always kept. `$SEAL_KEEP_VERSIONS`.
+DEFAULT_KEEP_VERSIONS = timedelta(hours=1)
+# Lance operations that `optimize` commits (compaction reserves fragment ids in a bare BaseOperation first).
+MAINTENANCE_OPERATIONS = frozenset({"Rewrite", "CreateIndex", "BaseOperation"})
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> timedelta:
+    """`0`, `90s`, `30m`, `1h`, `7d` or `2w` as a timedelta (a bare number is seconds)."""
+    match = _DURATION.match(str(text))
+    if not match:
+        raise SealError(f"cannot read `{text}` as a duration", hint="write e.g. 0, 30m, 1h, 7d or 2w")
+    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2) or "s"])
+
+
+def default_keep_versions() -> timedelta:
+    """How long old versions are kept by the clean-up at the end of a stage."""
+    value = os.environ.get("SEAL_KEEP_VERSIONS")
+    return parse_duration(value) if value else DEFAULT_KEEP_VERSIONS
 
 
 def default_store_path() -> str:
@@ -138,8 +162,49 @@ class Store:
             self.table(QUARANTINE, create=True).add(_align(rows, schema.QUARANTINE))
 
     def record_run(self, record: RunRecord) -> None:
+        """Record a write in `runs`; a finished stage then compacts the store (see `optimize`)."""
         runs = self.table(RUNS, create=True)
         runs.add(pa.Table.from_pylist([record.to_row()], schema=schema.RUNS))
+        if record.status == "done":
+            self.tidy()
+
+    def tidy(self) -> None:
+        """`optimize()` with the default retention; a failure is reported, never fatal (the data is
+        written, only the housekeeping is left for `seal optimize`)."""
+        try:
+            self.optimize()
+        except Exception as err:  # housekeeping must not undo a finished stage
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            print(f"seal: warning: compacting the store failed ({first}); run `seal optimize`", file=sys.stderr)
+
+    def optimize(self, keep: timedelta | None = None) -> dict[str, Any]:
+        """Compact small data files, bring indexes up to date with new rows, and delete the files of
+        versions older than `keep` (default `$SEAL_KEEP_VERSIONS`, else 1 hour). Tagged versions and
+        the latest version are always kept. Returns, per table, what was done."""
+        keep = default_keep_versions() if keep is None else keep
+        report: dict[str, Any] = {}
+        for name in self.table_names():
+            if name.startswith(WORK_PREFIX):  # checkpoints of a running stage: not ours to rewrite
+                continue
+            t0 = time.perf_counter()
+            ds = self.db.open_table(name).to_lance()
+            fragments_before = len(ds.get_fragments())
+            compaction = ds.optimize.compact_files()
+            indexes = ds.list_indices()
+            if indexes:
+                ds.optimize.optimize_indices()
+            cleanup = ds.cleanup_old_versions(older_than=keep, error_if_tagged_old_versions=False)
+            report[name] = {
+                "fragments_before": fragments_before,
+                "fragments_after": len(ds.get_fragments()),
+                "fragments_compacted": int(getattr(compaction, "fragments_removed", 0)),
+                "indexes_updated": len(indexes),
+                "versions_removed": int(getattr(cleanup, "old_versions", 0)),
+                "bytes_removed": int(getattr(cleanup, "bytes_removed", 0)),
+                "version": int(ds.version),
+                "seconds": round(time.perf_counter() - t0, 3),
+            }
+        return report
 
     def runs(self, stage: str | None = None) -> list[dict[str, Any]]:
         """Run records, oldest first, with recipe and provenance decoded."""
@@ -211,14 +276,16 @@ class Store:
         for v in versions:
             number = int(v["version"])
             run = by_version.get(number)
+            operation = operations.get(number, "Unknown")
+            stage = run["stage"] if run else ("optimize" if operation in MAINTENANCE_OPERATIONS else None)
             out.append(
                 {
                     "version": number,
                     "timestamp": v["timestamp"].isoformat(),
-                    "operation": operations.get(number, "Unknown"),
+                    "operation": operation,
                     "rows": int(v["metadata"].get("total_rows", 0)),
                     "run_id": run["run_id"] if run else None,
-                    "stage": run["stage"] if run else None,
+                    "stage": stage,
                     "name": run["name"] if run else None,
                     "tags": sorted(tags.get(number, [])),
                 }

@@ -138,15 +138,23 @@ def test_quarantine_json(run_cli, built):
 
 
 def test_versions_and_tag_json(run_cli, built):
-    versions = json_stdout(run_cli("versions", "--json"), "versions")
-    assert [v["stage"] for v in versions[-2:]] == ["ingest", "ingest"]
-    assert versions[-1]["rows"] == 11
+    everything = json_stdout(run_cli("versions", "--json"), "versions")
+    # The second ingest left two fragments; the clean-up at its end compacted them (a Rewrite).
+    assert [(v["stage"], v["operation"]) for v in everything[-4:]] == [
+        ("ingest", "Append"),
+        ("ingest", "Append"),
+        ("optimize", "BaseOperation"),
+        ("optimize", "Rewrite"),
+    ]
+    versions = everything[:-2]
+    assert versions[-1]["rows"] == everything[-1]["rows"] == 11
     tag = json_stdout(run_cli("tag", "before-scoring", "--json"), "tag")
-    assert tag == {"tag": "before-scoring", "version": versions[-1]["version"]}
+    assert tag == {"tag": "before-scoring", "version": everything[-1]["version"]}
     old = json_stdout(run_cli("tag", "first", "--version", str(versions[-2]["version"]), "--json"), "tag")
     assert old["version"] == versions[-2]["version"]
     tags = {v["version"]: v["tags"] for v in json_stdout(run_cli("versions", "--json"), "versions")}
-    assert tags[versions[-1]["version"]] == ["before-scoring"]
+    assert tags[everything[-1]["version"]] == ["before-scoring"]
+    assert tags[versions[-2]["version"]] == ["first"]
 
 
 def test_validate_plan_run_json(run_cli, spec_file):

@@ -1,4 +1,5 @@
-"""Read-only commands: stats, show, query, quarantine, versions, and tag."""
+"""Commands that look at the store, and its housekeeping: stats, show, query, quarantine, versions, tag,
+optimize."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import click
 from seal import query as q
 from seal.commands.common import emit_json, get_store, json_option
 from seal.render import table, to_jsonable
+from seal.store import default_keep_versions, parse_duration
 
 
 @click.command("stats")
@@ -145,3 +147,33 @@ def tag_command(ctx: click.Context, name: str, version: int | None, json_: bool)
         emit_json(result)
         return
     click.echo(f"tagged pairs version {result['version']} as `{result['tag']}`")
+
+
+@click.command("optimize")
+@click.option(
+    "--keep",
+    default=None,
+    metavar="DURATION",
+    help="Keep versions newer than this: 0, 30m, 1h, 7d (default $SEAL_KEEP_VERSIONS, else 1h). Tags are kept.",
+)
+@json_option
+@click.pass_context
+def optimize_command(ctx: click.Context, keep: str | None, json_: bool) -> None:
+    """Compact the store's files, update its indexes and delete old versions.
+
+    Every stage does this at its end with the default retention; run it by hand to reclaim the
+    space of replaced columns at once (`--keep 0`). Tagged versions (`seal tag`) always stay
+    readable; with --keep 0, any other process still reading an older version will fail.
+    """
+    store = get_store(ctx)
+    store.require()
+    retention = parse_duration(keep) if keep is not None else default_keep_versions()
+    tables = store.optimize(keep=retention)
+    result = {"store": str(store.path), "keep_seconds": retention.total_seconds(), "tables": tables}
+    if json_:
+        emit_json(result)
+        return
+    rows = [{"table": name, **stats} for name, stats in tables.items()]
+    click.echo(table(rows, ["table", "fragments_before", "fragments_after", "versions_removed", "bytes_removed"]))
+    freed = sum(s["bytes_removed"] for s in tables.values())
+    click.echo(f"freed {freed / 2**20:,.1f} MiB; versions newer than {retention} and tagged versions kept")
