@@ -58,6 +58,7 @@ class ScoreOptions:
     input_format: str = "auto"
     head_index: int | None = None
     trust_remote_code: bool = False
+    share_prefix: str = "auto"  # auto (CUDA only) | on | off; provenance, not recipe (same scores)
 
     @classmethod
     def from_entry(cls, entry: dict[str, Any], spec: Spec | None = None) -> ScoreOptions:
@@ -69,6 +70,9 @@ class ScoreOptions:
         if spec is not None:
             values["model"] = spec.resolve(values["model"])
         return cls(**values)
+
+
+PREFIX_SHARING = {"auto": None, "on": True, "off": False}  # --prefix-sharing -> RewardModel(share_prefix=...)
 
 
 @dataclass
@@ -101,6 +105,9 @@ class ScoreResult:
     non_finite: int = 0
     batches: int = 0
     commits: int = 0
+    prefix_sharing: str = ""  # "on: why" / "off: why" (see seal.annotate.shared_prefix)
+    shared_texts: int = 0
+    prefix_tokens_saved: int = 0
     pairs_version: int | None = None
     seconds: float = 0.0
     pairs_per_second: float | None = None
@@ -193,6 +200,7 @@ class ScoreStage:
             head_index=options.head_index,
             trust_remote_code=options.trust_remote_code,
             device=options.device,
+            share_prefix=PREFIX_SHARING[options.share_prefix],
         )
         self.recipe = Recipe(STAGE, self.alias, self.rm.recipe_params(), stage_version=STAGE_VERSION)
 
@@ -347,6 +355,9 @@ class ScoreStage:
         result.texts_truncated = int(delta["truncated"])
         result.non_finite = int(delta["non_finite"])
         result.batches = int(delta["batches"])
+        result.prefix_sharing = self.rm.prefix_sharing
+        result.shared_texts = int(delta["shared_texts"])
+        result.prefix_tokens_saved = int(delta["prefix_tokens_saved"])
         result.seconds = round(time.perf_counter() - t0, 3)
         result.timings = {
             "load": round(delta["load_seconds"], 3),
