@@ -91,22 +91,16 @@ def test_by_default_a_model_with_little_compute_per_cached_byte_does_not_share(l
 
 
 def test_by_default_a_compute_heavy_model_shares(tmp_path):
-    from tiny_models import bpe_tokenizer
-    from transformers import LlamaConfig, LlamaForSequenceClassification
-
-    tokenizer = bpe_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
+    # Grouped KV heads make a small cache for the compute, as in real decoder RMs.
+    build_llama_rm(
+        tmp_path / "rm",
         hidden_size=256,
         num_hidden_layers=1,
         num_attention_heads=8,
-        num_key_value_heads=1,  # grouped KV heads: a small cache for its compute, like real decoder RMs
+        num_key_value_heads=1,
         intermediate_size=2048,
-        pad_token_id=tokenizer.pad_token_id,
-        num_labels=1,
+        head_dim=32,
     )
-    LlamaForSequenceClassification(config).save_pretrained(tmp_path / "rm")
-    tokenizer.save_pretrained(tmp_path / "rm")
     rm = RewardModel(str(tmp_path / "rm"), max_length=96).load()
     assert rm.prefix_sharing == "on: causal `llama` with a KV cache"
     plain = RewardModel(str(tmp_path / "rm"), max_length=96, share_prefix=False)

@@ -111,8 +111,9 @@ def build_deberta_rm(path: str | Path, seed: int = 0, num_labels: int = 1, max_p
     return path
 
 
-def build_llama_rm(path: str | Path, seed: int = 0, num_labels: int = 1) -> Path:
-    """A 2-layer LlamaForSequenceClassification chat-template RM (BPE tokenizer) saved at `path`."""
+def build_llama_rm(path: str | Path, seed: int = 0, num_labels: int = 1, **shape: int) -> Path:
+    """A 2-layer LlamaForSequenceClassification chat-template RM (BPE tokenizer) saved at `path`;
+    `shape` overrides config sizes (hidden_size, num_hidden_layers, num_key_value_heads, ...)."""
     from transformers import LlamaConfig, LlamaForSequenceClassification
 
     path = Path(path)
@@ -132,6 +133,8 @@ def build_llama_rm(path: str | Path, seed: int = 0, num_labels: int = 1) -> Path
         num_labels=num_labels,
         tie_word_embeddings=False,
     )
+    for key, value in shape.items():
+        setattr(config, key, value)
     _seed(seed)
     model = LlamaForSequenceClassification(config).eval()
     model.save_pretrained(path)
