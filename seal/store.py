@@ -232,6 +232,18 @@ class Store:
         self.path.mkdir(parents=True, exist_ok=True)
         return self.db.create_table(name, schema=row_schema)
 
+    def side_table(self, name: str, schema: pa.Schema, create: bool = True) -> lancedb.table.Table | None:
+        """A table kept beside `pairs` by a stage or an analysis (an LLM cache, stored findings),
+        created empty with `schema` on first use; None when absent and `create` is false."""
+        if name in (PAIRS, QUARANTINE, RUNS) or name.startswith(WORK_PREFIX):
+            raise StoreError(f"`{name}` is one of the store's own tables")
+        if name in self.table_names():
+            return self.db.open_table(name)
+        if not create:
+            return None
+        self.path.mkdir(parents=True, exist_ok=True)
+        return self.db.create_table(name, schema=schema)
+
     def drop_work_table(self, column: str) -> None:
         name = WORK_PREFIX + column
         if name in self.table_names():

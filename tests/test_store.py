@@ -70,3 +70,14 @@ def test_versions_name_the_operation_and_run_and_tags_refuse_duplicates(filled):
 def test_reading_a_missing_store_says_how_to_make_one(tmp_path):
     with pytest.raises(StoreError, match="run `seal ingest SOURCE` first"):
         seal.Store(tmp_path / "nowhere").pairs()
+
+
+def test_side_tables_are_created_on_first_use_and_never_shadow_the_stores_own(filled):
+    schema = pa.schema([("key", pa.string())])
+    assert filled.side_table("cache_x", schema, create=False) is None
+    table = filled.side_table("cache_x", schema)
+    table.add(pa.table({"key": ["a"]}))
+    assert filled.side_table("cache_x", schema).count_rows() == 1
+    for own in ("pairs", "runs", "quarantine", "work__score_x"):
+        with pytest.raises(StoreError, match="store's own tables"):
+            filled.side_table(own, schema)

@@ -924,9 +924,7 @@ def _json_default(value: Any) -> Any:
 
 def findings_table(store: Store) -> Any:
     """The `findings` table (created empty on first use)."""
-    if FINDINGS in store.table_names():
-        return store.db.open_table(FINDINGS)
-    return store.db.create_table(FINDINGS, schema=FINDINGS_SCHEMA)
+    return store.side_table(FINDINGS, FINDINGS_SCHEMA)
 
 
 def stored_findings(store: Store, kind: str | None = None, pair_id: str | None = None) -> list[dict[str, Any]]:

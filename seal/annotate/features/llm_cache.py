@@ -94,12 +94,7 @@ def _quote(value: str) -> str:
 
 
 def _table(store: Store, name: str, schema: pa.Schema, create: bool) -> Any:
-    if name in store.table_names():
-        return store.db.open_table(name)
-    if not create:
-        return None
-    store.path.mkdir(parents=True, exist_ok=True)
-    return store.db.create_table(name, schema=schema)
+    return store.side_table(name, schema, create=create)
 
 
 class LabelCache:
