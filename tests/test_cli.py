@@ -206,6 +206,27 @@ def test_human_show_and_ingest(run_cli, built, tmp_path):
     assert again.exit_code == 0 and "0 new pairs, 8 already present" in again.stdout
 
 
+def test_human_show_prints_every_annotation_column(run_cli, built, store):
+    import pyarrow as pa
+
+    pid = built["pair_id"]
+    score = pa.struct([("chosen", pa.float64()), ("rejected", pa.float64())])
+    store.materialize_column(
+        "score_rm", pa.table({"pair_id": [pid], "score_rm": pa.array([{"chosen": 1.5, "rejected": -2.0}], score)})
+    )
+    store.materialize_column(
+        "vscore_typos__rm", pa.table({"pair_id": [pid], "vscore_typos__rm": pa.array([[0.25]], pa.list_(pa.float64()))})
+    )
+    store.materialize_column(
+        "emb_chosen", pa.table({"pair_id": [pid], "emb_chosen": pa.array([[0.0] * 8], pa.list_(pa.float32(), 8))})
+    )
+    out = run_cli("show", pid).stdout
+    assert 'score_rm: {"chosen": 1.5, "rejected": -2.0}' in out
+    assert "vscore_typos__rm: [0.25]" in out
+    assert "emb_chosen: 8-d vector" in out
+    assert "ingest_run" not in out and "content_hash" not in out
+
+
 def test_human_query_leaves_out_raw_columns(run_cli, built):
     header = run_cli("query", "--limit", "1").stdout.splitlines()[0].split()
     assert "chosen" in header and "chosen_raw" not in header and "ingest_run" not in header

@@ -11,6 +11,7 @@ import click
 from seal import query as q
 from seal.commands.common import emit_json, get_store, json_option
 from seal.render import table, to_jsonable
+from seal.schema import INGEST_COLUMNS
 from seal.store import default_keep_versions, parse_duration
 
 
@@ -57,8 +58,13 @@ def show_command(ctx: click.Context, pair_id: str, json_: bool) -> None:
     click.echo(row["chosen"] + "\n")
     click.secho("[rejected] ", fg="red", nl=False)
     click.echo(row["rejected"])
-    extra = {k: v for k, v in row.items() if k.startswith(("score_", "features_", "variants_", "cluster"))}
-    for name, value in extra.items():
+    # Every annotation column (scores, features, variants and their scores, clusters, ...); vectors by size.
+    for name, value in row.items():
+        if name in INGEST_COLUMNS or name == "context_text" or value is None:
+            continue
+        if name.startswith("emb_") and isinstance(value, list):
+            click.echo(f"\n{name}: {len(value)}-d vector")
+            continue
         click.echo(f"\n{name}: {json.dumps(to_jsonable(value), ensure_ascii=False)}")
 
 
