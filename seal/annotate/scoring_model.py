@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from seal.annotate.pooled_layer import unwrap_last_layer, wrap_last_layer
 from seal.annotate.shared_prefix import (
     PrefixGroup,
     can_share,
@@ -255,11 +256,13 @@ class RewardModel:
         trust_remote_code: bool = False,
         device: str = "auto",
         share_prefix: bool | None = None,
+        pooled_last_layer: bool = True,
     ):
         """`share_prefix`: score texts with the same context over one pass of their common prefix
         (causal chat-format models only). None: where the model allows it and computes enough per
         byte of KV cache for the copies of cached prefixes to pay (see `SHARING_MIN_FLOP_PER_KV_BYTE`);
-        True: wherever the model allows it; False: never."""
+        True: wherever the model allows it; False: never. `pooled_last_layer`: run a BERT-layout encoder's
+        last layer at the pooled first token only (see `seal.annotate.pooled_layer`)."""
         if truncation not in TRUNCATION_SIDES:
             raise ModelError(f"unknown truncation side `{truncation}`", hint="use left or right")
         if input_format not in INPUT_FORMATS:
@@ -303,6 +306,7 @@ class RewardModel:
         # checked against the plain computation and sharing is turned off on any difference.
         self.prefix_sharing = "off: not requested" if share_prefix is False else "undecided"
         self._sharing_checked = False
+        self.pooled_last_layer = "off: not requested" if not pooled_last_layer else "undecided"
 
     # -- loading -----------------------------------------------------------------------------------
     def _hub_kwargs(self) -> dict[str, Any]:
@@ -474,6 +478,8 @@ class RewardModel:
         model.to(self.device)
         model.eval()
         self._model = model
+        if self.pooled_last_layer == "undecided":
+            self.pooled_last_layer = self._wrap_last_layer(model)
         if self.share_prefix is not False:
             ok, why = can_share(model, self.config, self.input_format, self.use_token_type_ids)
             if ok and self.share_prefix is None:
@@ -489,6 +495,41 @@ class RewardModel:
             self.prefix_sharing = ("on: " if ok else "off: ") + why
         self.stats.load_seconds += time.perf_counter() - t0
         return self
+
+    def _wrap_last_layer(self, model: Any) -> str:
+        """Wrap the last layer (pooled token only) if the model allows it, and keep it only if a padded
+        synthetic batch scores the same as with the whole layer."""
+        import torch
+
+        status = wrap_last_layer(model, self.config)
+        if not status.startswith("on"):
+            return status
+        generator = torch.Generator().manual_seed(0)
+        vocab = int(getattr(self.config, "vocab_size", 0) or 100)
+        lengths = [min(self.max_length, n) for n in (23, 9, 2)]
+        ids = torch.randint(1, max(vocab, 2), (len(lengths), lengths[0]), generator=generator)
+        ids[ids == self.pad_token_id] = (self.pad_token_id + 1) % vocab
+        mask = torch.zeros_like(ids)
+        for row, n in enumerate(lengths):
+            mask[row, :n] = 1
+            ids[row, n:] = self.pad_token_id
+        inputs = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
+        if self.use_token_type_ids:
+            inputs["token_type_ids"] = torch.zeros_like(ids).to(self.device)
+        try:
+            with torch.inference_mode():
+                fast = model(**inputs).logits.float()
+                unwrap_last_layer(model)
+                whole = model(**inputs).logits.float()
+        except Exception as err:
+            unwrap_last_layer(model)
+            return f"off: running the last layer at the pooled token failed ({_first_line(err)})"
+        worst = float(((fast - whole).abs() / (1 + whole.abs())).max())
+        tolerance = 1e-4 if self.dtype == "float32" else 5e-2
+        if not worst <= tolerance:
+            return f"off: the pooled-token last layer differed from the whole layer by {worst:.2g} (relative)"
+        wrap_last_layer(model, self.config)
+        return status
 
     # -- what determines the output ----------------------------------------------------------------
     def recipe_params(self) -> dict[str, Any]:
@@ -526,6 +567,7 @@ class RewardModel:
             "trust_remote_code": self.trust_remote_code,
             "architecture": (getattr(self.config, "architectures", None) or [None])[0],
             "prefix_sharing": self.prefix_sharing,
+            "pooled_last_layer": self.pooled_last_layer,
             "torch": torch.__version__,
             "transformers": transformers.__version__,
         }
