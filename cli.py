@@ -6,7 +6,13 @@ import click
 
 from seal import __version__
 from seal.commands.common import SealGroup
-from seal.commands.embed import confusing_command, embed_command, search_command, similar_command
+from seal.commands.embed import (
+    confusing_command,
+    embed_command,
+    findings_command,
+    search_command,
+    similar_command,
+)
 from seal.commands.imprint import imprint_command
 from seal.commands.ingest import ingest_command
 from seal.commands.inspect import (
@@ -67,6 +73,7 @@ cli.add_command(embed_command)
 cli.add_command(similar_command)
 cli.add_command(search_command)
 cli.add_command(confusing_command)
+cli.add_command(findings_command)
 
 
 def main() -> None:

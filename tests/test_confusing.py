@@ -290,6 +290,24 @@ def test_results_are_stored_and_queryable(crafted):
     assert len(C.stored_findings(store, "contradictory")) == 2 and len(C.stored_findings(store, "identical")) == 1
 
 
+def test_findings_command_lists_stored_findings(crafted, run_cli):
+    from seal.cli_schemas import validate_output
+
+    store, by = crafted
+    empty = run_cli("findings")
+    assert empty.exit_code == 0 and "no stored findings match (run `seal confusing` first)" in empty.stdout
+    C.confusing(store, n_clusters=3)
+    everything = json.loads(run_cli("findings", "--limit", "0", "--json").stdout)
+    validate_output("findings", everything)
+    assert everything["total"] == len(everything["findings"]) == 10
+    mine = json.loads(run_cli("findings", "--pair", by[6], "--kind", "contradictory", "--json").stdout)
+    assert [(f["pair_id"], f["other_pair_id"]) for f in mine["findings"]] in ([(by[6], by[7])], [(by[7], by[6])])
+    one = json.loads(run_cli("findings", "--limit", "1", "--json").stdout)
+    assert one["total"] == 10 and len(one["findings"]) == 1
+    text = run_cli("findings", "--kind", "clusters", "--limit", "2").stdout
+    assert text.count("cluster ") >= 2 and "2 of 3 findings (--limit 0 for all)" in text
+
+
 def test_cli_json_human_and_no_store(crafted, run_cli):
     store, _by = crafted
     out = run_cli("confusing", "--kind", "contradictory", "--kind", "near-identical", "--no-store", "--json")

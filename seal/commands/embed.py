@@ -1,10 +1,13 @@
-"""`seal embed`, `seal similar`, `seal search` and `seal confusing`."""
+"""`seal embed`, `seal similar`, `seal search`, `seal confusing` and `seal findings`."""
 
 from __future__ import annotations
+
+import json
 
 import click
 
 from seal.commands.common import emit_json, get_store, info, json_option, silent_option
+from seal.render import table, to_jsonable
 
 FIELD_CHOICES = ("context", "chosen", "rejected", "pair")
 
@@ -247,3 +250,51 @@ def confusing_command(
     for kind, why in result.skipped.items():
         info(f"skipped {kind}: {why}")
     click.echo(result.render_text())
+
+
+@click.command("findings")
+@click.option(
+    "--kind",
+    type=click.Choice(["identical", "near-identical", "contradictory", "duplicates", "clusters"]),
+    help="Only findings of this kind.",
+)
+@click.option("--pair", "pair_id", help="Only findings that involve this pair id.")
+@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True, help="0 for all.")
+@json_option
+@click.pass_context
+def findings_command(ctx: click.Context, kind: str | None, pair_id: str | None, limit: int, json_: bool) -> None:
+    """Findings stored by `seal confusing`, strongest first (without recomputing anything).
+
+    \b
+    Examples:
+      seal findings --kind contradictory
+      seal findings --pair 3f2a9c0d1e4b5a6f7c8d9e0f --json
+    """
+    from seal.analysis.confusing import stored_findings
+
+    store = get_store(ctx)
+    store.require()
+    rows = stored_findings(store, kind, pair_id)
+    rows.sort(key=lambda r: (r["kind"], -(r["score"] if r["score"] is not None else float("-inf"))))
+    total = len(rows)
+    shown = rows[:limit] if limit else rows
+    if json_:
+        emit_json({"store": str(store.path), "total": total, "findings": to_jsonable(shown)})
+        return
+    if not total:
+        click.echo("no stored findings match (run `seal confusing` first)")
+        return
+    lines = [
+        {
+            "kind": r["kind"],
+            "pair_id": r["pair_id"],
+            "other_pair_id": r["other_pair_id"] or "",
+            "cluster": "" if r["cluster"] is None else r["cluster"],
+            "score": "" if r["score"] is None else f"{r['score']:.3f}",
+            "detail": json.dumps(r["detail"], ensure_ascii=False, default=str),
+        }
+        for r in shown
+    ]
+    click.echo(table(lines, ["kind", "pair_id", "other_pair_id", "cluster", "score", "detail"], width=60))
+    if len(shown) < total:
+        click.echo(f"\n{len(shown)} of {total} findings (--limit 0 for all)")
