@@ -352,13 +352,14 @@ def test_the_stage_is_registered_for_the_embeddings_section(store, tmp_path):
     assert kinds["embed"].section == "embeddings" and kinds["embed"].order == 30
     spec = parse_spec(
         f"version: 1\ndataset:\n  source: {EXAMPLE}\n  name: hh\nembeddings:\n  fields: [chosen, rejected]\n"
-        "  batch_size: 4\n  device: cpu\n",
+        "  batch_size: 4\n  device: cpu\n  dtype: float32\n  max_seq_length: 64\n",
         tmp_path / "spec.yaml",
     )
     seal.ingest(store, str(EXAMPLE), name="hh")
     plans = [p for p in pipeline.plan(store, spec) if p.stage == "embed"]
     assert len(plans) == 1 and plans[0].status == "pending" and plans[0].rows_todo == 8
-    stage = E.build_embed({"fields": ["chosen", "rejected"], "batch_size": 4, "device": "cpu"}, spec)
+    stage = E.build_embed(spec.document["embeddings"], spec)
     assert stage.fields == ("chosen", "rejected") and stage.encoder.batch_size == 4
+    assert stage.options.dtype == "float32" and stage.options.max_seq_length == 64
     with pytest.raises(SealError, match="unknown embeddings option"):
         E.EmbedOptions.from_entry({"colour": "red"})

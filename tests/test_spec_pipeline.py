@@ -86,6 +86,8 @@ OK = "dataset: {source: data.jsonl}\n"
             OK + "embeddings: {fields: [bogus]}\n",
             "embeddings.fields[0]: must be one of context, chosen, rejected, pair",
         ),
+        (OK + "embeddings: {dtype: float64}\n", "embeddings.dtype: must be one of auto, float32, bfloat16, float16"),
+        (OK + "embeddings: {max_seq_length: 4}\n", "embeddings.max_seq_length: must be >= 8"),
         (OK + "features: [{feature_set: taxonomy}]\n", "features[0].labeler: is required"),
         (OK + "features: [{labeler: llm, api_key_env: my_key}]\n", "features[0].api_key_env: must match"),
         (OK + "perturbations: [{method: typo, min_similarity: 2}]\n", "perturbations[0].min_similarity: must be <= 1"),
