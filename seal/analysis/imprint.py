@@ -44,6 +44,7 @@ from seal.annotate.features.featureset import Feature, FeatureSet
 from seal.annotate.features.writer import stored_feature_sets
 from seal.annotate.models import list_models, model_with_role, score_column
 from seal.errors import SealError
+from seal.render import to_jsonable
 from seal.store import Store
 
 LEVELS = ("text", "pair")
@@ -583,7 +584,7 @@ class Regression:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return _clean(asdict(self))
+        return to_jsonable(asdict(self))
 
 
 @dataclass
@@ -611,7 +612,7 @@ class ImprintResult:
     def to_json(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if k != "regressions"}
         out["regressions"] = [r.to_json() for r in self.regressions]
-        return _clean(out)
+        return to_jsonable(out)
 
     def to_frame(self) -> Any:
         import pandas as pd
@@ -668,19 +669,6 @@ class ImprintResult:
     def plot(self, path: str) -> str:
         """A coefficient plot (β with its CI per term; targets, spoilers and others coloured) as PNG."""
         return plot_imprint(self, path)
-
-
-def _clean(value: Any) -> Any:
-    """JSON-safe: numpy scalars to Python, NaN/inf to None."""
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _fnum(x: Any) -> float | None:

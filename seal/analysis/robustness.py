@@ -58,7 +58,7 @@ from seal.annotate.perturb.columns import (
     vscore_column,
 )
 from seal.errors import SealError, StoreError
-from seal.render import table
+from seal.render import table, to_jsonable
 from seal.store import Store
 
 CORRECTIONS = ("holm", "bonferroni", "bh", "none")
@@ -143,8 +143,8 @@ class RobustnessScore:
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
-        out["coefficients"] = [_clean(asdict(c)) for c in self.coefficients]
-        return _clean(out)
+        out["coefficients"] = [to_jsonable(asdict(c)) for c in self.coefficients]
+        return to_jsonable(out)
 
 
 @dataclass
@@ -190,7 +190,7 @@ class MethodResult:
             "sensitivity": self.sensitivity,
             "robustness_score": [r.to_json() for r in self.robustness_score],
         }
-        return _clean(out)
+        return to_jsonable(out)
 
 
 def _change(r: MethodResult) -> float | None:
@@ -229,7 +229,7 @@ class RobustnessResult:
         return rows
 
     def to_json(self) -> dict[str, Any]:
-        return _clean(
+        return to_jsonable(
             {
                 "store": self.store,
                 "pairs_version": self.pairs_version,
@@ -356,19 +356,6 @@ def _pct(p: Proportion) -> str:
 
 def _fmt(value: float | None) -> str:
     return "–" if value is None else f"{value:.4g}"
-
-
-def _clean(value: Any) -> Any:
-    """JSON-safe: NaN/inf become None, numpy scalars Python numbers."""
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 # -- reading ------------------------------------------------------------------------------------------
