@@ -487,3 +487,15 @@ def test_seal_run_scores_the_reward_models_of_a_spec(rms, run_cli, tmp_path):
     assert [p["status"] for p in plans if p["stage"] == "score"] == [UP_TO_DATE, UP_TO_DATE]
     models = json.loads(run_cli("models", "--json").stdout)["models"]
     assert {m["alias"]: m["role"] for m in models} == {"deb": "aligned", "llama": "control"}
+
+
+def test_a_compiled_model_gives_the_same_scores(rms):
+    """--compile: torch.compile with dynamic shapes (a real inductor compile on the CPU, ~40 s)."""
+    items = example_items()
+    reference = RewardModel(str(rms["deberta"]), max_length=64).score(items, batch_size=1)
+    rm = RewardModel(str(rms["deberta"]), max_length=64, compile=True)
+    for batch_size in (3, "auto"):  # two batch shapes: one dynamic compile serves both
+        assert np.abs(rm.score(items, batch_size=batch_size) - reference).max() <= 1e-4
+    provenance = rm.provenance()
+    assert provenance["compiled"] is True and rm.prefix_sharing == "off: the forward is compiled (--compile)"
+    assert "compile" not in rm.recipe_params()  # the same scores: provenance, not recipe

@@ -58,7 +58,8 @@ class ScoreOptions:
     input_format: str = "auto"
     head_index: int | None = None
     trust_remote_code: bool = False
-    share_prefix: str = "auto"  # auto (CUDA only) | on | off; provenance, not recipe (same scores)
+    share_prefix: str = "auto"  # auto | on | off; provenance, not recipe (same scores)
+    compile: bool = False  # torch.compile the forward; provenance, not recipe
 
     @classmethod
     def from_entry(cls, entry: dict[str, Any], spec: Spec | None = None) -> ScoreOptions:
@@ -201,6 +202,7 @@ class ScoreStage:
             trust_remote_code=options.trust_remote_code,
             device=options.device,
             share_prefix=PREFIX_SHARING[options.share_prefix],
+            compile=options.compile,
         )
         self.recipe = Recipe(STAGE, self.alias, self.rm.recipe_params(), stage_version=STAGE_VERSION)
 

@@ -257,12 +257,15 @@ class RewardModel:
         device: str = "auto",
         share_prefix: bool | None = None,
         pooled_last_layer: bool = True,
+        compile: bool = False,
     ):
         """`share_prefix`: score texts with the same context over one pass of their common prefix
         (causal chat-format models only). None: where the model allows it and computes enough per
         byte of KV cache for the copies of cached prefixes to pay (see `SHARING_MIN_FLOP_PER_KV_BYTE`);
         True: wherever the model allows it; False: never. `pooled_last_layer`: run a BERT-layout encoder's
-        last layer at the pooled first token only (see `seal.annotate.pooled_layer`)."""
+        last layer at the pooled first token only (see `seal.annotate.pooled_layer`). `compile`: run the
+        forward through `torch.compile` (dynamic shapes): a one-off compile of tens of seconds to minutes
+        that pays on large runs (DeBERTa-v3-large on an H200: 1.56x after 133 s); no prefix sharing then."""
         if truncation not in TRUNCATION_SIDES:
             raise ModelError(f"unknown truncation side `{truncation}`", hint="use left or right")
         if input_format not in INPUT_FORMATS:
@@ -307,6 +310,10 @@ class RewardModel:
         self.prefix_sharing = "off: not requested" if share_prefix is False else "undecided"
         self._sharing_checked = False
         self.pooled_last_layer = "off: not requested" if not pooled_last_layer else "undecided"
+        self.compile = bool(compile)
+        if self.compile and share_prefix is not False:
+            self.share_prefix = False
+            self.prefix_sharing = "off: the forward is compiled (--compile)"
 
     # -- loading -----------------------------------------------------------------------------------
     def _hub_kwargs(self) -> dict[str, Any]:
@@ -493,6 +500,8 @@ class RewardModel:
                         ),
                     )
             self.prefix_sharing = ("on: " if ok else "off: ") + why
+        if self.compile:
+            model.forward = torch.compile(model.forward, dynamic=True)
         self.stats.load_seconds += time.perf_counter() - t0
         return self
 
@@ -568,6 +577,7 @@ class RewardModel:
             "architecture": (getattr(self.config, "architectures", None) or [None])[0],
             "prefix_sharing": self.prefix_sharing,
             "pooled_last_layer": self.pooled_last_layer,
+            "compiled": self.compile,
             "torch": torch.__version__,
             "transformers": transformers.__version__,
         }

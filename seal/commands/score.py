@@ -86,6 +86,12 @@ class BatchSize(click.ParamType):
     help="Run the context that chosen and rejected share once, with a KV cache, for a causal chat-format RM "
     "(same scores, fewer FLOPs). auto: on CUDA only.",
 )
+@click.option(
+    "--compile",
+    is_flag=True,
+    help="Run the model through torch.compile: a one-off compile (tens of seconds to minutes) that pays on "
+    "large runs (DeBERTa-v3-large on an H200: 1.56x after a 133 s compile).",
+)
 @click.option("--replace", is_flag=True, help="Rescore every pair when the alias was scored with another recipe.")
 @json_option
 @silent_option
