@@ -443,6 +443,25 @@ def test_cli_score_and_models(rms, run_cli):
     assert "deb" in table.stdout and "aligned" in table.stdout
 
 
+def test_cli_prefix_sharing_is_reported_and_gives_the_same_scores(rms, run_cli, store):
+    assert run_cli("ingest", EXAMPLE, "--silent").exit_code == 0
+    model = str(rms["llama"])
+    shared = run_cli("score", "--model", model, "--alias", "shared", "--prefix-sharing", "on", "--json")
+    assert shared.exit_code == 0, shared.output
+    payload = json.loads(shared.stdout)
+    validate("score", payload)
+    assert payload["prefix_sharing"] == "on: causal `llama` with a KV cache"
+    assert payload["shared_texts"] == 16 and payload["prefix_tokens_saved"] > 0
+    plain = json.loads(
+        run_cli("score", "--model", model, "--alias", "plain", "--prefix-sharing", "off", "--json").stdout
+    )
+    assert plain["prefix_sharing"] == "off: not requested" and plain["shared_texts"] == 0
+    a, b = column_values(store, "score_shared"), column_values(store, "score_plain")
+    assert max(abs(x - y) for pid in a for x, y in zip(a[pid], b[pid], strict=True)) <= 1e-4
+    text = run_cli("score", "--model", model, "--alias", "again", "--prefix-sharing", "on").stdout
+    assert "prefix sharing on: causal `llama` with a KV cache (" in text and "prefix tokens not recomputed" in text
+
+
 def test_seal_run_scores_the_reward_models_of_a_spec(rms, run_cli, tmp_path):
     spec = tmp_path / "experiment.yaml"
     data = write_jsonl(tmp_path / "data.jsonl", pair_rows(6))
