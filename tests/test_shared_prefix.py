@@ -15,7 +15,7 @@ from tiny_models import build_deberta_rm, build_llama_rm
 
 from seal.annotate import shared_prefix
 from seal.annotate.scoring_model import RewardModel
-from seal.annotate.shared_prefix import PrefixGroup, group_by_context, pack_groups, suffix_batches
+from seal.annotate.shared_prefix import PrefixGroup, group_by_context, length_batches, pack_groups
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +163,7 @@ def test_packing_keeps_every_group_once_within_the_budget():
         longest = max(groups[g].prefix_len for g in window)
         assert len(window) == 1 or len(window) * longest <= 4096
     suffixes = rng.integers(1, 400, size=300)
-    batches = suffix_batches(suffixes, budget=2048, max_texts=16)
+    batches = length_batches(suffixes, budget=2048, max_texts=16)
     assert sorted(np.concatenate(batches).tolist()) == list(range(300))
     for rows in batches:
         assert len(rows) <= 16 and (len(rows) == 1 or len(rows) * suffixes[rows].max() <= 2048)

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from seal.annotate.model_output import reward_values
 from seal.annotate.pooled_layer import unwrap_last_layer, wrap_last_layer
 from seal.annotate.shared_prefix import (
     PrefixGroup,
@@ -811,17 +812,9 @@ class RewardModel:
             inputs["token_type_ids"] = torch.from_numpy(types).to(self.device)
         t0 = time.perf_counter()
         with torch.inference_mode():
-            output = model(**inputs)
-            logits = getattr(output, "logits", None)
-            if logits is None:
-                logits = getattr(output, "score", None)
-            if logits is None and isinstance(output, tuple | list):
-                logits = output[0]
-            if logits is None:
+            values = reward_values(model(**inputs), self.head_index)
+            if values is None:
                 raise ModelError(f"`{self.model_id}` returned no logits")
-            if logits.dim() == 1:
-                logits = logits.unsqueeze(-1)
-            values = logits[:, self.head_index].float().cpu().numpy().astype(np.float64)
         self.stats.forward_seconds += time.perf_counter() - t0
         self.stats.batches += 1
         self.stats.tokens += int(attention.sum())

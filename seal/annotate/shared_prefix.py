@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from seal.annotate.model_output import reward_values
+
 # Model types whose attention is bidirectional: never eligible, whatever their forward accepts.
 ENCODER_MODEL_TYPES = frozenset(
     {
@@ -154,12 +156,12 @@ def pack_groups(groups: Sequence[PrefixGroup], window_tokens: int) -> list[list[
     return windows
 
 
-def suffix_batches(suffix_lengths: np.ndarray, budget: int, max_texts: int) -> list[np.ndarray]:
-    """Rows (positions in `suffix_lengths`) in batches, longest first, within `budget` padded tokens."""
-    order = np.argsort(-suffix_lengths, kind="stable")
+def length_batches(lengths: np.ndarray, budget: int, max_texts: int) -> list[np.ndarray]:
+    """Rows (positions in `lengths`) in batches, longest first, within `budget` padded tokens."""
+    order = np.argsort(-lengths, kind="stable")
     batches, pos = [], 0
     while pos < len(order):
-        size = max(1, min(max_texts, budget // max(int(suffix_lengths[order[pos]]), 1)))
+        size = max(1, min(max_texts, budget // max(int(lengths[order[pos]]), 1)))
         batches.append(order[pos : pos + size])
         pos += size
     return batches
@@ -231,7 +233,7 @@ def score_window(
         longest = int(prefix_len.max())
         window_kv: list[tuple[Any, Any]] = []
         pending_tokens = pending_padded = 0
-        for rows in suffix_batches(prefix_len, budget, max_texts):
+        for rows in length_batches(prefix_len, budget, max_texts):
             width = int(prefix_len[rows].max())
             ids = np.full((len(rows), width), pad_id, dtype=np.int64)
             mask = np.zeros((len(rows), width), dtype=np.int64)
@@ -255,7 +257,7 @@ def score_window(
             pending_padded += int(ids.size)
             del output, cache
         # Suffix pass: each row on top of its group's prefix.
-        for rows in suffix_batches(suffix_len, budget, max_texts):
+        for rows in length_batches(suffix_len, budget, max_texts):
             width = int(suffix_len[rows].max())
             groups_of_rows = owner[rows]
             past = int(prefix_len[groups_of_rows].max())
@@ -279,14 +281,13 @@ def score_window(
                 use_cache=True,
                 **{cache_name: _cache_from(past_kv)},
             )
-            logits = output.logits
-            if logits.dim() == 1:
-                logits = logits.unsqueeze(-1)
-            values_out = logits[:, head_index].float().cpu().numpy().astype(np.float64)
+            values = reward_values(output, head_index)
+            if values is None:
+                raise RuntimeError("the model returned no logits")
             # The prefix pass is counted with the first suffix batch.
             yield SharedBatch(
                 members=members[rows],
-                values=values_out,
+                values=values,
                 tokens=int(mask[:, past:].sum()) + pending_tokens,
                 padded_tokens=int(ids.size) + pending_padded,
             )
