@@ -2,7 +2,9 @@
 
 - Clustering runs on the order-insensitive content embedding normalize(ê_context + ê_chosen + ê_rejected)
   (a topic: what the conversation and both answers are about, whatever the label). k-means (scikit-learn;
-  MiniBatchKMeans above 20,000 pairs) with a fixed seed, or HDBSCAN (label -1 = noise, slow above ~20k).
+  MiniBatchKMeans above 20,000 pairs) with a fixed seed, or HDBSCAN (label -1 = noise; above 20,000 pairs
+  it is fitted on a seeded sample of 20,000 and every other pair takes the label of its nearest sampled
+  neighbour, since HDBSCAN's cost grows with the square of n).
 - Terms: class-based TF-IDF (c-TF-IDF, as in BERTopic): the term counts of all pairs of a cluster form one
   document; tf = count / words in the cluster, idf = log(1 + average words per cluster / term frequency over
   all clusters). The top terms of a cluster are those it uses more than the others do.
@@ -27,6 +29,7 @@ from seal.errors import SealError
 
 METHODS = ("kmeans", "hdbscan")
 MINIBATCH_ABOVE = 20_000
+HDBSCAN_SAMPLE = 20_000  # HDBSCAN is fitted on at most this many rows (seeded); the rest join by nearest neighbour
 TERMS_SAMPLE = 50_000  # pairs used for the term counts (a seeded sample above this)
 TOP_TERMS = 6
 EXTRA_STOP_WORDS = frozenset(
@@ -87,6 +90,25 @@ def default_k(n: int) -> int:
     return int(min(200, max(2, round(math.sqrt(n / 2))))) if n >= 4 else 1
 
 
+def _hdbscan_labels(x: np.ndarray, seed: int, min_cluster_size: int | None, sample: int) -> np.ndarray:
+    """HDBSCAN labels; above `sample` rows, fitted on a seeded sample and extended by nearest neighbour."""
+    from sklearn.cluster import HDBSCAN
+
+    n = len(x)
+    size = min_cluster_size or max(5, min(n, sample) // 200)
+    if n <= sample:
+        return HDBSCAN(min_cluster_size=size, metric="euclidean", copy=True).fit_predict(x).astype(np.int32)
+    from sklearn.neighbors import NearestNeighbors
+
+    fitted = np.sort(np.random.default_rng(seed).choice(n, size=sample, replace=False))
+    labels = np.empty(n, dtype=np.int32)
+    labels[fitted] = HDBSCAN(min_cluster_size=size, metric="euclidean", copy=True).fit_predict(x[fitted])
+    rest = np.setdiff1d(np.arange(n), fitted, assume_unique=True)
+    nearest = NearestNeighbors(n_neighbors=1).fit(x[fitted]).kneighbors(x[rest], return_distance=False)[:, 0]
+    labels[rest] = labels[fitted][nearest]
+    return labels
+
+
 def cluster_labels(
     x: np.ndarray, method: str = "kmeans", k: int | None = None, seed: int = 0, min_cluster_size: int | None = None
 ) -> np.ndarray:
@@ -97,10 +119,7 @@ def cluster_labels(
     if n == 0:
         return np.zeros(0, dtype=np.int32)
     if method == "hdbscan":
-        from sklearn.cluster import HDBSCAN
-
-        size = min_cluster_size or max(5, n // 200)
-        return HDBSCAN(min_cluster_size=size, metric="euclidean").fit_predict(x).astype(np.int32)
+        return _hdbscan_labels(x, seed, min_cluster_size, HDBSCAN_SAMPLE)
     k = k or default_k(n)
     k = max(1, min(k, n))
     if k == 1:

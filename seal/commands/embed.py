@@ -198,7 +198,8 @@ def search_command(
     type=click.Choice(["kmeans", "hdbscan"]),
     default="kmeans",
     show_default=True,
-    help="Clustering of the content embeddings (hdbscan: label -1 is noise; slow above ~20k pairs).",
+    help="Clustering of the content embeddings (hdbscan: label -1 is noise; above 20k pairs fitted on a "
+    "seeded 20k sample, the rest joining their nearest sampled neighbour).",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of k-means and of the candidate search.")
 @click.option(
