@@ -201,7 +201,13 @@ def search_command(
     help="Clustering of the content embeddings (hdbscan: label -1 is noise; above 20k pairs fitted on a "
     "seeded 20k sample, the rest joining their nearest sampled neighbour).",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of k-means and of the candidate search.")
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of k-means, of HDBSCAN's sample and of the candidate search.",
+)
 @click.option(
     "--limit", type=click.IntRange(min=0), default=20, show_default=True, help="Findings listed per kind (0: all)."
 )
