@@ -17,6 +17,14 @@ class SealError(Exception):
         return f"{self.message} ({self.hint})" if self.hint else self.message
 
 
+def first_line(err: BaseException | None, limit: int = 300) -> str:
+    """An exception's first line (its type name when the message is empty), for a one-line report."""
+    if err is None:
+        return "unknown error"
+    text = str(err).strip() or type(err).__name__
+    return text.splitlines()[0][:limit]
+
+
 class SourceError(SealError):
     """A whole input source cannot be used: unreadable file, unknown format, bad mapping."""
 

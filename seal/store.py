@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from seal import schema
-from seal.errors import SealError, StoreError
+from seal.errors import SealError, StoreError, first_line
 
 DEFAULT_STORE = "./seal-store"
 PAIRS, QUARANTINE, RUNS = "pairs", "quarantine", "runs"
@@ -174,8 +174,9 @@ class Store:
         try:
             self.optimize()
         except Exception as err:  # housekeeping must not undo a finished stage
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-            print(f"seal: warning: compacting the store failed ({first}); run `seal optimize`", file=sys.stderr)
+            print(
+                f"seal: warning: compacting the store failed ({first_line(err)}); run `seal optimize`", file=sys.stderr
+            )
 
     def optimize(self, keep: timedelta | None = None) -> dict[str, Any]:
         """Compact small data files, bring indexes up to date with new rows, and delete the files of

@@ -88,16 +88,22 @@ def _first_query_mask(mask: Any, batch: int, length: int) -> Any:
     raise ValueError(f"unexpected attention mask of shape {tuple(mask.shape)}")
 
 
-def wrap_last_layer(model: Any, config: Any) -> str:
-    """Wrap the last encoder layer when the model is a BERT-layout encoder; returns why (not)."""
+def last_layer_status(config: Any, model: Any) -> str:
+    """Whether the model's last layer can run at the pooled token only ("on: …") or not ("off: why")."""
     model_type = str(getattr(config, "model_type", "") or "")
     if model_type not in ENCODER_LAYER_TYPES:
         return f"off: `{model_type}` is not a BERT-layout encoder"
     layers = _last_layer_list(model)
     if layers is None or not _bert_like(layers[-1]):
         return "off: the last layer does not have the BERT layout"
-    layers[-1] = _first_token_layer_class()(layers[-1])
     return f"on: `{model_type}` runs its last layer at the pooled (first) token only"
+
+
+def wrap_last_layer(model: Any) -> None:
+    """Make the last encoder layer run at the first token only (`last_layer_status` says whether it can)."""
+    layers = _last_layer_list(model)
+    if layers is not None and not hasattr(layers[-1], "inner"):
+        layers[-1] = _first_token_layer_class()(layers[-1])
 
 
 def unwrap_last_layer(model: Any) -> None:

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from seal.annotate.model_output import reward_values
-from seal.annotate.pooled_layer import unwrap_last_layer, wrap_last_layer
+from seal.annotate.pooled_layer import last_layer_status, unwrap_last_layer, wrap_last_layer
 from seal.annotate.shared_prefix import (
     PrefixGroup,
     can_share,
@@ -41,7 +41,7 @@ from seal.annotate.shared_prefix import (
     pack_groups,
     score_window,
 )
-from seal.errors import SealError
+from seal.errors import SealError, first_line
 
 INPUT_FORMATS = ("auto", "pair", "chat")
 TRUNCATION_SIDES = ("left", "right")
@@ -328,7 +328,7 @@ class RewardModel:
                 return AutoConfig.from_pretrained(self.source, **self._hub_kwargs())
         except Exception as err:  # transformers raises OSError/ValueError/... with long messages
             raise ModelError(
-                f"cannot load the config of `{self.model_id}`: {_first_line(err)}",
+                f"cannot load the config of `{self.model_id}`: {first_line(err)}",
                 hint="give a Hub model id (cached, or with network access) or a local model folder; "
                 "custom architectures need --trust-remote-code",
             ) from None
@@ -340,7 +340,7 @@ class RewardModel:
             with _quiet_transformers():
                 tokenizer = AutoTokenizer.from_pretrained(self.source, **self._hub_kwargs())
         except Exception as err:
-            raise ModelError(f"cannot load the tokenizer of `{self.model_id}`: {_first_line(err)}") from None
+            raise ModelError(f"cannot load the tokenizer of `{self.model_id}`: {first_line(err)}") from None
         # seal truncates itself; silence the "sequence longer than the maximum" warning.
         warned = getattr(tokenizer, "deprecation_warnings", None)
         if isinstance(warned, dict):
@@ -467,7 +467,7 @@ class RewardModel:
                 last_err = err
         if model is None:
             raise ModelError(
-                f"cannot load `{self.model_id}` as a sequence classifier: {_first_line(last_err)}",
+                f"cannot load `{self.model_id}` as a sequence classifier: {first_line(last_err)}",
                 hint="a reward model is an AutoModelForSequenceClassification checkpoint; "
                 "custom architectures need --trust-remote-code",
             ) from None
@@ -511,7 +511,7 @@ class RewardModel:
         synthetic batch scores the same as with the whole layer."""
         import torch
 
-        status = wrap_last_layer(model, self.config)
+        status = last_layer_status(self.config, model)
         if not status.startswith("on"):
             return status
         generator = torch.Generator().manual_seed(0)
@@ -528,17 +528,17 @@ class RewardModel:
             inputs["token_type_ids"] = torch.zeros_like(ids).to(self.device)
         try:
             with torch.inference_mode():
-                fast = model(**inputs).logits.float()
-                unwrap_last_layer(model)
                 whole = model(**inputs).logits.float()
+                wrap_last_layer(model)
+                fast = model(**inputs).logits.float()
         except Exception as err:
             unwrap_last_layer(model)
-            return f"off: running the last layer at the pooled token failed ({_first_line(err)})"
+            return f"off: running the last layer at the pooled token failed ({first_line(err)})"
         worst = float(((fast - whole).abs() / (1 + whole.abs())).max())
         tolerance = 1e-4 if self.dtype == "float32" else 5e-2
         if not worst <= tolerance:
+            unwrap_last_layer(model)
             return f"off: the pooled-token last layer differed from the whole layer by {worst:.2g} (relative)"
-        wrap_last_layer(model, self.config)
         return status
 
     # -- what determines the output ----------------------------------------------------------------
@@ -610,7 +610,7 @@ class RewardModel:
                     texts.append(tok.apply_chat_template(chat_messages(ctx, str(resp)), tokenize=False))
                 except Exception as err:
                     raise ModelError(
-                        f"the chat template of `{self.model_id}` failed on text {i}: {_first_line(err)}",
+                        f"the chat template of `{self.model_id}` failed on text {i}: {first_line(err)}",
                         hint="try --input-format pair",
                     ) from None
             enc = tok(
@@ -736,8 +736,7 @@ class RewardModel:
         auto = batch_size == "auto"
         budget = AUTO_TOKEN_BUDGET.get(self.device, 8192) if auto else 2**62
         max_texts = AUTO_MAX_BATCH if auto else int(batch_size)
-        itemsize = 4 if self.dtype == "float32" else 2
-        per_token = kv_bytes_per_token(self.config, itemsize)
+        per_token = kv_bytes_per_token(self.config, self.dtype)
         windows = pack_groups(groups, max(1, SHARED_KV_BYTES.get(self.device, 2**30) // per_token))
         done = np.zeros(len(out), dtype=bool)
         wanted = np.asarray([i for g in groups for i in g.members], dtype=np.int64)
@@ -770,7 +769,7 @@ class RewardModel:
                 # other failure turns sharing off for this model, and the plain path takes over.
                 out_of_memory = _is_oom(err)
                 if not out_of_memory:
-                    self.prefix_sharing = f"off: sharing failed ({_first_line(err)})"
+                    self.prefix_sharing = f"off: sharing failed ({first_line(err)})"
             if out_of_memory:  # outside `except`, so the failed batch's tensors are freed
                 _free_cuda()
                 self.stats.oom_retries += 1
@@ -845,7 +844,7 @@ def _flop_per_kv_byte(model: Any, config: Any, dtype: str) -> float:
     embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
     if embeddings is not None and getattr(embeddings, "weight", None) is not None:
         total -= embeddings.weight.numel()
-    return 2.0 * total / max(kv_bytes_per_token(config, 4 if dtype == "float32" else 2), 1)
+    return 2.0 * total / max(kv_bytes_per_token(config, dtype), 1)
 
 
 def _is_oom(err: Exception) -> bool:
@@ -860,13 +859,6 @@ def _free_cuda() -> None:
 
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-
-def _first_line(err: BaseException | None) -> str:
-    if err is None:
-        return "unknown error"
-    text = str(err).strip() or type(err).__name__
-    return text.splitlines()[0][:300]
 
 
 def load_reward_model(model: str, **options: Any) -> RewardModel:

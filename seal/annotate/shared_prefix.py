@@ -167,8 +167,10 @@ def length_batches(lengths: np.ndarray, budget: int, max_texts: int) -> list[np.
     return batches
 
 
-def kv_bytes_per_token(config: Any, itemsize: int) -> int:
-    """Bytes of KV cache one token takes in every layer (keys and values)."""
+def kv_bytes_per_token(config: Any, dtype: str) -> int:
+    """Bytes of KV cache one token takes in every layer (keys and values), in dtype `float32` or a
+    16-bit one."""
+    itemsize = 4 if dtype == "float32" else 2
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     heads = int(getattr(text, "num_attention_heads", 1) or 1)
     kv_heads = int(getattr(text, "num_key_value_heads", None) or heads)
