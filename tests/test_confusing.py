@@ -388,6 +388,34 @@ def test_clusters_rank_by_excess_resistance_with_wilson_intervals(crafted, run_c
     assert out.exit_code == 0, out.output
 
 
+def test_an_unreadable_rm_role_stops_the_cluster_ranking(crafted, monkeypatch):
+    """Ranking clusters needs each RM's role; a failure to read them surfaces instead of ranking silently
+    by another RM (the old code turned any error into an empty mapping)."""
+    import seal.annotate.models as models
+
+    store, _by = crafted
+    ids = store.pair_ids().combine_chunks()
+    n = len(ids)
+    rng = np.random.default_rng(1)
+    for alias, role in (("other", "other"), ("rm", "aligned")):
+        scores = pa.StructArray.from_arrays(
+            [pa.array(rng.normal(size=n)), pa.array(rng.normal(size=n))], names=["chosen", "rejected"]
+        )
+        store.materialize_column(f"score_{alias}", pa.table({"pair_id": ids, f"score_{alias}": scores}))
+        _record_score_run(store, alias, role)
+    assert C.confusing(store, "clusters", n_clusters=3).clusters["ranking_model"] == "rm"
+    calls = []
+
+    def broken(store):
+        calls.append(store)
+        raise OSError("runs table unreadable")
+
+    monkeypatch.setattr(models, "list_models", broken)
+    with pytest.raises(OSError, match="runs table unreadable"):
+        C.confusing(store, "clusters", n_clusters=3)
+    assert calls
+
+
 # -- validation on real data ----------------------------------------------------------------------------
 def test_planted_near_duplicates_and_contradictions_in_real_hh_rlhf(shared_data, tmp_path):
     """200 real harmless-base test rows plus 20 planted near-duplicates and 20 planted contradictions

@@ -12,6 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 import statsmodels.formula.api as smf
+from paper_port import paper_angle
 
 import seal
 from seal.analysis.imprint import (
@@ -72,14 +73,15 @@ def add_scores(store, alias: str, pair_ids, chosen, rejected, role: str = "align
     )
 
 
-def build(store, tmp_path: Path, n: int = 160, seed: int = 1) -> dict:
-    """A store of n hh-style pairs with the `mini` labels and two RMs (post: aligned, pre: control)."""
+def build(store, tmp_path: Path, n: int = 160, seed: int = 1, identical: tuple[int, ...] = ()) -> dict:
+    """A store of n hh-style pairs with the `mini` labels and two RMs (post: aligned, pre: control); the pairs
+    at `identical` have the same response on both sides."""
     path = tmp_path / "pairs.jsonl"
     with path.open("w") as handle:
         for i in range(n):
             row = {
                 "chosen": transcript(f"question {i}", f"answer {i} a"),
-                "rejected": transcript(f"question {i}", f"answer {i} b"),
+                "rejected": transcript(f"question {i}", f"answer {i} {'a' if i in identical else 'b'}"),
             }
             handle.write(json.dumps(row) + "\n")
     seal.ingest(store, path, name="sim")
@@ -237,9 +239,8 @@ def pair_frame(data: dict) -> pd.DataFrame:
     pre = np.column_stack(data["scores"]["pre"])
     out["misaligned"] = (post[:, 0] <= post[:, 1]).astype(float)
     out["tie"] = post[:, 0] == post[:, 1]
-    out["theta"] = np.degrees(
-        np.arctan2(pre[:, 1] * post[:, 0] - pre[:, 0] * post[:, 1], pre[:, 0] * post[:, 0] + pre[:, 1] * post[:, 1])
-    )
+    # θ by the paper's own compute_angle (ported), from the control's vector to the model's.
+    out["theta"] = [paper_angle(tuple(u), tuple(v)) for u, v in zip(pre, post, strict=True)]
     return out
 
 
@@ -283,7 +284,22 @@ def test_misalignment_and_angle_definitions():
     angles = shift_angle(
         np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 0.0]]), np.array([[0.0, 1.0], [1.0, -1.0], [1.0, 1.0]])
     )
-    assert angles[0] == pytest.approx(-90.0) and angles[1] == pytest.approx(45.0) and np.isnan(angles[2])
+    # counter-clockwise positive, as the paper's compute_angle
+    assert angles[0] == pytest.approx(90.0) and angles[1] == pytest.approx(-45.0) and np.isnan(angles[2])
+    assert angles[0] == pytest.approx(paper_angle((1.0, 0.0), (0.0, 1.0)))
+    assert angles[1] == pytest.approx(paper_angle((1.0, 0.0), (1.0, -1.0)))
+
+
+def test_theta_regression_leaves_out_pairs_with_identical_responses(store, tmp_path):
+    data = build(store, tmp_path, n=120, identical=(3, 40, 77))
+    result = imprint(store, "post", control="pre", level="pair", features="mini", correction="none", min_count=1)
+    theta = next(r for r in result.regressions if r.outcome == "theta")
+    assert theta.extra["excluded_identical"] == 3 and theta.extra["excluded_zero_vectors"] == 0
+    assert theta.n == 117 and "counter-clockwise" in theta.definition
+    df = pair_frame(data).drop(index=[3, 40, 77])
+    ref = smf.ols(pair_formula("theta"), df).fit(cov_type="cluster", cov_kwds={"groups": df["pair"]})
+    np.testing.assert_allclose([c["beta"] for c in theta.coefficients], ref.params.values, atol=TOL)
+    assert theta.extra["theta_mean"] == pytest.approx(df["theta"].mean())
 
 
 # -- design ------------------------------------------------------------------------------------------------

@@ -56,8 +56,10 @@ def test_crosstab_counts_intervals_and_mcnemar_match_references():
     gamma = rng.choice([1.0, 0.0, -1.0, np.nan], n, p=[0.7, 0.18, 0.1, 0.02])
     model = rng.normal(size=(n, 2)) + np.where(gamma == 1, 0.8, 0.0)[:, None] * np.array([1, 0])
     control = rng.normal(size=(n, 2))
-    control[:10, 1] = control[:10, 0]  # ties disagree
-    result = gamma_regime_from_arrays(gamma, model, control, model="post", control="pre", features=["a", "b"])
+    control[:10, 1] = control[:10, 0]  # ties disagree under the paper's strict rule
+    result = gamma_regime_from_arrays(
+        gamma, model, control, model="post", control="pre", features=["a", "b"], ties="disagree"
+    )
     d_model = (model[:, 0] > model[:, 1]).astype(int)
     d_control = (control[:, 0] > control[:, 1]).astype(int)
     labelled = ~np.isnan(gamma)
@@ -118,7 +120,7 @@ def test_gamma_regime_table_from_the_store(store, tmp_path):
     assert gamma.tolist() == np.sign(rank_c - rank_r)[rows].tolist()
     result = gamma_regime_table(store, features="harmless,helpful")  # model: aligned, control: none given
     assert result.model == "post" and result.control is None
-    full = gamma_regime_table(store, "post", "pre", "harmless,helpful")
+    full = gamma_regime_table(store, "post", "pre", "harmless,helpful", ties="disagree")
     post = np.column_stack(data["scores"]["post"])[rows]
     assert full.rows[3]["agreement_model"]["count"] == int(np.sum(post[:, 0] > post[:, 1]))
     assert full.ties_model == 5
@@ -148,3 +150,37 @@ def test_resistance_cli_adds_the_labeler_regime_crosstab(store, tmp_path, run_cl
     assert payload["labeler_regime"] == json.loads(json.dumps(expected))
     human = run_cli("resistance", "--labeler-regime", "harmless,helpful")
     assert human.exit_code == 0 and "sides with the human" in human.stdout
+
+
+def test_exclude_rule_leaves_ties_and_identical_pairs_out_of_every_row():
+    gamma = np.array([1.0, 1.0, 0.0, -1.0, 1.0, -1.0, 0.0, 1.0])
+    model = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 2.0], [2.0, 1.0], [3.0, 1.0], [1.0, 0.0], [1, 1]])
+    control = np.array([[0.0, 1.0], [1.0, 0.0], [1.0, 0.0], [1.0, 1.0], [1.0, 2.0], [1.0, 3.0], [0.0, 1.0], [2, 2]])
+    identical = np.array([False, False, False, False, False, False, True, True])
+    res = gamma_regime_from_arrays(gamma, model, control, model="post", control="pre", identical=identical)
+    # pair 2 tied by post, pair 3 tied by pre, pairs 6 and 7 identical: four left out of every row.
+    assert res.tie_rule == "exclude" and res.excluded == {"identical": 2, "tied": 2}
+    assert res.n_pairs == 4 and res.rows[3]["n"] == 4
+    counts = {name: res.rows[3]["regimes"][name]["count"] for name in REGIMES}
+    assert counts == {"stayed_aligned": 0, "got_aligned": 3, "resists": 0, "reversed": 1}
+    strict = gamma_regime_from_arrays(
+        gamma, model, control, model="post", control="pre", identical=identical, ties="disagree"
+    )
+    assert strict.n_pairs == 8 and strict.counted_as_disagreement == {"identical": 2, "tied": 2}
+    assert strict.excluded == {"identical": 0, "tied": 0}
+    assert "tie rule exclude (left out: 2 identical responses, 2 tied" in res.render()
+    labeler_regime_validator().validate(res.to_json())
+
+
+def test_the_all_row_equals_the_regimes_of_seal_resistance_under_either_rule(store, tmp_path):
+    from seal.analysis.resistance import resistance
+
+    build(store, tmp_path, n=120)
+    for rule in ("exclude", "disagree"):
+        table = gamma_regime_table(store, "post", "pre", "harmless,helpful", ties=rule)
+        regimes = resistance(store, "post", "pre", ties=rule).regimes
+        everything = table.rows[3]
+        assert table.n_unlabelled == 0 and everything["n"] == regimes.n
+        for name, _, _, p in regimes.items():
+            assert everything["regimes"][name]["count"] == p.count
+        assert everything["mcnemar"]["pvalue"] == pytest.approx(regimes.mcnemar.pvalue, rel=1e-12)

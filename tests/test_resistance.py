@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import REPO
+from paper_port import paper_angle
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.proportion import proportion_confint
 
@@ -64,9 +65,10 @@ POST = [(2, 1), (3, -1), (-1, 1), (1, 2), (1, 0.5), (0.5, 0.5), (1, 0), (0.2, 0.
 PRE = [(1, 2), (2, 1), (-2, -1), (3, 0), (0.5, 1), (1, 0), (0.3, 0.3), (0.1, 0.1), (2, 2), (-1, 1)]
 # 0 got aligned, 1 stayed, 2 resists (context mismatch), 3 reversed, 4 got aligned, 5 post tie,
 # 6 pre tie, 7 both tie, 8 identical responses, 9 got aligned (opposite vectors), 10 no pre score, 11 no scores.
-# Positive = turned from the control's vector towards the chosen axis (the sign of the paper's angles).
-HAND_ANGLES = [36.86989764584402, 45.0, 71.56505117707799, -63.43494882292201, 36.86989764584402, -45.0, 45.0,
-               0.0, 0.0, 180.0]  # fmt: skip
+# θ of each scored pair by the paper's own compute_angle (ported in tests/paper_port.py), from pre to post;
+# pair 8 (identical responses) carries no preference and is left out of θ.
+# Pair 7, (0.1, 0.1) -> (0.2, 0.2), is parallel: the paper's arccos gives NaN there by rounding; seal gives 0.
+HAND_ANGLES = [0.0 if i == 7 else paper_angle(PRE[i], POST[i]) for i in range(10) if i != 8]
 
 
 @pytest.fixture
@@ -117,14 +119,17 @@ def test_hand_computed_reward_vectors_and_margins(store, hand):
     assert counts == [6, 1, 0, 1, 2]
 
     s = r.shift
-    assert (s.control, s.model, s.n, s.zero_vectors) == ("pre", "post", 10, 0)
+    assert (s.control, s.model, s.n, s.zero_vectors) == ("pre", "post", 9, 0)
+    assert s.excluded == {"identical": 1, "zero_vectors": 0}
     angles = np.array(HAND_ANGLES)
+    assert angles[3] == pytest.approx(63.43494882292201) and angles[8] == 180.0  # spot checks of the port
+    assert math.isnan(paper_angle(PRE[7], POST[7]))
     assert s.mean == pytest.approx(angles.mean())
     assert s.median == pytest.approx(np.median(angles))
     assert s.sd == pytest.approx(angles.std(ddof=1))
-    assert (s.sign_test.n_positive, s.sign_test.n_negative, s.sign_test.n_zero) == (6, 2, 2)
-    assert s.sign_test.pvalue == pytest.approx(2 * (1 + 8 + 28) / 256)
-    assert s.positive.share == 6 / 8
+    assert (s.sign_test.n_positive, s.sign_test.n_negative, s.sign_test.n_zero) == (3, 5, 1)
+    assert s.sign_test.pvalue == pytest.approx(2 * (1 + 8 + 28 + 56) / 256)
+    assert s.positive.share == 3 / 8
 
     margins = np.array([1, 4, -2, -1, 0.5, 0, 1, 0, 0, 4])
     m = r.margins["post"]
@@ -269,17 +274,65 @@ def test_method_regime_shares_reproduced(store, tmp_path):
 
 
 # -- θ conventions --------------------------------------------------------------------------------
-def test_shift_angle_conventions():
-    # u = (1, 0) along the chosen axis: turning towards the rejected axis is negative, towards chosen positive.
-    got = shift_angles([1, 1, 1, 1, 1, 0, 1], [0, 0, 0, 0, 0, 0, 1], [1, 0, 0, -1, 1, 1, 0], [0, 1, -1, 0, 1, 1, 0])
-    np.testing.assert_allclose(got[:5], [0.0, -90.0, 90.0, 180.0, -45.0])
-    assert shift_angles(1, 1, 1, 0) == pytest.approx(45.0)  # from the diagonal to the chosen axis: more aligned
-    assert math.isnan(got[5])  # u is the zero vector
-    assert math.isnan(got[6])  # v is the zero vector
-    # Swapping u and v flips the sign; opposite vectors give +180 whichever way round.
-    assert shift_angles(0, 1, 1, 0) == pytest.approx(90.0)
+def _quadrant_vectors() -> list[tuple[float, float]]:
+    """Vectors in all four quadrants, on the axes and on both diagonals, at several lengths."""
+    out = []
+    for deg in range(-180, 180, 15):
+        for length in (0.3, 1.0, 4.7):
+            rad = math.radians(deg + 0.5 * (deg % 2))
+            out.append((length * math.cos(rad), length * math.sin(rad)))
+    out += [(-2.0, -1.0), (-1.0, -2.0), (1.3, -0.2), (-0.4, 2.2), (3.0, 3.0), (-3.0, -3.0)]
+    return out
+
+
+def test_shift_angle_equals_the_papers_compute_angle_in_every_quadrant():
+    vectors = _quadrant_vectors()
+    u = np.array([a for a in vectors for _ in vectors])
+    v = np.array([b for _ in vectors for b in vectors])
+    ours = shift_angles(u[:, 0], u[:, 1], v[:, 0], v[:, 1])
+    theirs = np.array([paper_angle(tuple(a), tuple(b)) for a, b in zip(u, v, strict=True)])
+    both = ~np.isnan(theirs)
+    assert both.mean() > 0.95  # the port's arccos is NaN only where rounding pushes |cos| past 1
+    # As angles (modulo 360) the two agree everywhere. The one difference in representation: for opposite
+    # vectors the port gives −180 where rounding makes the cross product a hair negative; seal's range is
+    # (−180, 180], so it says +180 for every exactly opposite pair.
+    wrapped = (ours[both] - theirs[both] + 180.0) % 360.0 - 180.0
+    np.testing.assert_allclose(wrapped, 0.0, atol=1e-6)  # arccos loses precision near 0° and 180°
+    assert set(ours[both][np.abs(ours[both] - theirs[both]) > 1e-6].tolist()) == {180.0}
+    far_from_seam = both & (np.abs(theirs) > 1) & (np.abs(theirs) < 179)
+    assert far_from_seam.sum() > 5000
+    np.testing.assert_allclose(ours[far_from_seam], theirs[far_from_seam], atol=1e-9)
+    # Where the port is NaN (parallel or opposite vectors), seal gives 0 or 180.
+    assert set(np.round(ours[~both], 6).tolist()) <= {0.0, 180.0}
+
+
+def test_shift_angle_across_the_180_degree_seam():
+    # v just past the opposite of u, on either side: the sign switches across the seam, as in the paper's code.
+    u = (-1.0, -1.0)
+    for eps in (1e-3, 0.5, 5.0):
+        for sign in (1, -1):
+            rad = math.radians(45 + sign * eps)
+            v = (math.cos(rad), math.sin(rad))
+            got = float(shift_angles(*u, *v))
+            assert got == pytest.approx(paper_angle(u, v), abs=1e-9)
+            assert abs(abs(got) - (180 - eps)) < 1e-9
+    assert shift_angles(1, -0.0, -1, 0.0) == 180.0  # exactly opposite: +180, never -180 (atan2(-0.0, -1))
     assert shift_angles(-1, 1, 2, -2) == 180.0 and shift_angles(2, -2, -1, 1) == 180.0
-    assert shift_angles(1, -0.0, -1, 0.0) == 180.0  # atan2(-0.0, -1) would be -180
+
+
+def test_shift_angle_conventions():
+    # The premise of this test used to be argued from prose; every sign is now the paper's port's.
+    cases = [((-2, -1), (-1, -2)), ((1, 0), (0, 1)), ((1, 0), (0, -1)), ((1, 1), (1, 0)), ((0, 1), (1, 0))]
+    for a, b in cases:
+        assert float(shift_angles(*a, *b)) == pytest.approx(paper_angle(a, b), abs=1e-12)
+    # Pre (−2, −1) prefers rejected, post (−1, −2) prefers chosen: counter-clockwise, +36.87 (the issue's case).
+    assert float(shift_angles(-2, -1, -1, -2)) == pytest.approx(36.86989764584402)
+    # Counter-clockwise is positive whichever quadrant: from the chosen axis to the rejected axis is +90.
+    assert float(shift_angles(1, 0, 0, 1)) == pytest.approx(90.0)
+    got = shift_angles([0, 1], [0, 1], [1, 0], [1, 0])
+    assert math.isnan(got[0]) and math.isnan(got[1])  # u, then v, is the zero vector
+    # Swapping u and v flips the sign.
+    assert float(shift_angles(0.3, -2, 1.5, 0.1)) == pytest.approx(-float(shift_angles(1.5, 0.1, 0.3, -2)))
 
 
 def test_shift_angle_where_arccos_gives_nan():
@@ -344,9 +397,11 @@ def test_cli_resistance_human_and_json(run_cli, store, hand):
     assert "resistance of `post` (role aligned, imported) against control `pre`" in text
     assert "12 total, 10 scored by both RMs, 2 excluded without scores" in text
     assert "71.43%" in text  # post agreement 5/7
-    assert "regimes over 6 pairs decided by both RMs" in text
+    assert "tie rule: exclude" in text
+    assert "regimes over 6 pairs decided by both RMs, tie rule exclude (excluded: 1 identical" in text
     assert "McNemar (exact): b = 1 reversed, c = 3 got aligned, p = 0.625" in text
-    assert "shift angle θ from pre to post" in text and "sign test p = 0.289" in text
+    assert "shift angle θ from pre's reward vector to post's" in text and "counter-clockwise positive" in text
+    assert "sign test p = 0.727" in text and "left out: 1 identical responses, 0 zero vectors" in text
 
     out = run_cli("resistance", "--by", "flags.context_mismatch", "--json")
     assert out.exit_code == 0, out.output
@@ -354,7 +409,8 @@ def test_cli_resistance_human_and_json(run_cli, store, hand):
     check_schema(payload)
     assert payload["model"]["alias"] == "post" and payload["control"]["alias"] == "pre"
     assert payload["regimes"]["got_aligned"]["count"] == 3
-    assert payload["reward_vectors"]["shift"]["sign_test"]["n_positive"] == 6
+    assert payload["reward_vectors"]["shift"]["sign_test"]["n_positive"] == 3
+    assert payload["ties"] == "exclude" and payload["regimes"]["tie_rule"] == "exclude"
     assert [g["key"] for g in payload["groups"]] == [False, True]
     assert "agreement" in payload["definitions"]
 
@@ -397,3 +453,60 @@ def test_real_data_smoke(run_cli, store, shared_data, tmp_path):
     assert [g["pairs"] for g in payload["groups"] if g["key"] is True] == [5]  # README: 5 context mismatches
     human = run_cli("resistance")
     assert human.exit_code == 0 and "regimes over" in human.stdout
+
+
+# -- the tie rule -------------------------------------------------------------------------------
+def test_tie_rule_disagree_is_the_papers_strict_counting(store, hand, run_cli):
+    r = resistance(store, ties="disagree")
+    post, pre = r.agreement["post"], r.agreement["pre"]
+    # δ = 1[chosen > rejected] over the 10 scored pairs: ties (5, 6, 7) and the identical pair 8 are disagreement.
+    assert (post.scored, post.agree, post.disagree, post.decided, post.tie_rule) == (10, 5, 5, 10, "disagree")
+    assert (pre.agree, pre.disagree, pre.decided) == (3, 7, 10)
+    assert post.agreement.share == post.agree_share_of_scored.share == 0.5
+    assert (post.ties, post.identical) == (2, 1)  # still counted and reported
+    g = r.regimes
+    assert g.n == 10 and g.tie_rule == "disagree"
+    assert [(name, p.count) for name, _, _, p in g.items()] == [
+        ("stayed_aligned", 1), ("got_aligned", 4), ("resists", 3), ("reversed", 2)
+    ]  # fmt: skip
+    assert g.excluded == {"identical": 0, "tie_model_only": 0, "tie_control_only": 0, "tie_both": 0}
+    assert g.counted_as_disagreement == {"identical": 1, "tie_model_only": 1, "tie_control_only": 1, "tie_both": 1}
+    assert (g.mcnemar.b, g.mcnemar.c) == (2, 4) and g.mcnemar.pvalue == pytest.approx(44 / 64)
+    # An independent computation of the same counts: the paper's δ vectors and statsmodels' exact McNemar.
+    post_c, post_r = np.array(POST[:10]).T
+    pre_c, pre_r = np.array(PRE[:10]).T
+    d_post, d_pre = post_c > post_r, pre_c > pre_r
+    table = [[np.sum(d_pre & d_post), np.sum(d_pre & ~d_post)], [np.sum(~d_pre & d_post), np.sum(~d_pre & ~d_post)]]
+    assert g.mcnemar.pvalue == pytest.approx(mcnemar(table, exact=True).pvalue, rel=1e-12)
+    # θ does not depend on the tie rule.
+    assert r.shift.n == resistance(store).shift.n == 9
+    check_schema(r.to_json())
+
+    out = run_cli("resistance", "--ties", "disagree")
+    assert out.exit_code == 0, out.output
+    assert "tie rule: disagree" in out.stdout
+    assert "regimes over 10 scored pairs, tie rule disagree (counted as disagreement: 1 identical" in out.stdout
+    bad = run_cli("resistance", "--ties", "sometimes")
+    assert bad.exit_code == 2
+
+
+def test_groups_follow_the_tie_rule(store, hand):
+    for rule, decided in (("exclude", 7), ("disagree", 10)):
+        r = resistance(store, by="dataset", ties=rule)
+        (group,) = r.groups
+        assert group.agreement["post"].decided == decided and group.agreement["post"].tie_rule == rule
+        assert group.regimes.n == r.regimes.n and group.regimes.tie_rule == rule
+
+
+def test_shift_leaves_out_identical_pairs_and_zero_vectors():
+    m, c = ModelRef("m", "score_m", "aligned", "imported"), ModelRef("c", "score_c", "control", "imported")
+    mc, mr = np.array([1.0, 2.0, 0.0, 3.0, 1.0]), np.array([0.5, 2.0, 0.0, 1.5, 1.0])
+    cc, cr = np.array([0.5, 1.0, 1.0, 3.0, 2.0]), np.array([1.0, 1.0, 2.0, 1.0, 1.0])
+    identical = np.array([False, True, False, False, False])
+    r = resistance_from_arrays(m, (mc, mr), control=c, control_scores=(cc, cr), identical=identical)
+    s = r.shift
+    # pair 1: identical responses (would enter at 0°); pair 2: the model's vector is zero; pair 4: tied under the
+    # model, different responses: an ordinary vector that stays in.
+    assert s.excluded == {"identical": 1, "zero_vectors": 1} and s.zero_vectors == 1 and s.n == 3
+    expected = [paper_angle((cc[i], cr[i]), (mc[i], mr[i])) for i in (0, 3, 4)]
+    assert s.mean == pytest.approx(np.mean(expected), abs=1e-9)

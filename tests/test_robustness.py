@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from paper_port import paper_angle
 from tiny_models import minilm_tokenizer
 
 from seal.analysis.robustness import robustness
@@ -18,7 +19,7 @@ from seal.annotate.features.writer import labels_from_records, write_labels
 from seal.annotate.perturb import PerturbConfig, label_variants, perturb
 from seal.annotate.scores import score
 from seal.cli_schemas import validate_output
-from seal.errors import StoreError
+from seal.errors import SealError, StoreError
 from seal.ingest import ingest
 from seal.recipe import Recipe
 
@@ -146,8 +147,11 @@ def test_the_planted_surface_cue_is_found_most_sensitive(store, tmp_path, exclai
     delta = np.array(variant) - np.array(original)
     assert punct.reward["mean_abs_change_sd"] == pytest.approx(np.mean(np.abs(delta)) / sd)
     assert punct.reward["pearson"] == pytest.approx(np.corrcoef(original, variant)[0, 1])
-    theta = np.degrees(np.arctan2(b[:, 1] * a[:, 0] - b[:, 0] * a[:, 1], b[:, 0] * a[:, 0] + b[:, 1] * a[:, 1]))
-    theta = theta[~((b == 0).all(axis=1) | (a == 0).all(axis=1))]
+    # θ from before to after by the paper's compute_angle (ported); parallel pairs, NaN there by rounding, are 0.
+    keep = ~((b == 0).all(axis=1) | (a == 0).all(axis=1))
+    theta = np.array([paper_angle(tuple(u), tuple(v)) for u, v in zip(b[keep], a[keep], strict=True)])
+    parallel = np.isclose(b[keep, 0] * a[keep, 1] - b[keep, 1] * a[keep, 0], 0) & ((b[keep] * a[keep]).sum(axis=1) > 0)
+    theta = np.where(np.isnan(theta) & parallel, 0.0, theta)
     assert punct.shift["angle_degrees"]["mean"] == pytest.approx(theta.mean())
     assert all(s["available"] is False for s in punct.to_json()["robustness_score"])
 
@@ -258,3 +262,72 @@ def test_real_harmless_split(shared_data, store, exclaim_rm, run_cli):
     assert value["sensitivity"][0]["method"] == "punctuation"
     human = run_cli("robustness").stdout
     assert "flips (exact McNemar)" in human and "sensitivity" in human
+
+
+def _independent_pi(store, terms: list[str], population: str):
+    """The robustness-score regression rebuilt from the stored columns with statsmodels: outcome and dummies
+    computed here from the scores and the cue labeler, for the terms seal kept, on `population`."""
+    import statsmodels.api as sm
+
+    rows = store.pairs().to_arrow().to_pylist()
+    y, X = [], []
+    for r in rows:
+        before = r["score_bang"]
+        variants = {v["side"]: v["text"] for v in r["variants_punctuation"] or []}
+        vscore = r["vscore_punctuation__bang"] or {}
+        after = {side: vscore.get(side) if side in variants else before[side] for side in ("chosen", "rejected")}
+        if any(value is None for value in after.values()):
+            continue
+        agree_before, agree_after = before["chosen"] > before["rejected"], after["chosen"] > after["rejected"]
+        decided = before["chosen"] != before["rejected"] and after["chosen"] != after["rejected"]
+        if not decided or (population == "aligned-before" and not agree_before):
+            continue
+        dummies = []
+        for term in terms:
+            feature_side, level = term.split(":Δ=")
+            feature, side = feature_side.split(".")
+            original = cues(r[side])[feature]
+            variant = cues(variants.get(side, r[side]))[feature]
+            delta = float(original) - float(variant)
+            dummies.append(float((np.sign(delta) if feature == "bangs" else delta) == float(level)))
+        X.append(dummies)
+        y.append(float(agree_before and not agree_after))
+    return sm.OLS(np.array(y), sm.add_constant(np.array(X), has_constant="add")).fit(cov_type="HC3")
+
+
+def test_robustness_score_population_all_is_the_papers_and_aligned_before_conditions(store, tmp_path, exclaim_rm):
+    a = [(f"A{i}?", "Sure! Here you go!", "No. Go away. Leave me alone now.") for i in range(8)]
+    b = [(f"B{i}?", "Sure! Here! You go! Enjoy it!", "No. Go away. Leave me alone now.") for i in range(4)]
+    c = [(f"C{i}?", "Sure! Here you go!", "No") for i in range(6)]
+    # D: wrong before (the rejected side shouts), and still wrong after: outcome 0 in the population `all`.
+    d = [(f"D{i}?", "No. Go away. Leave me alone now.", "Wow! Yes! Great! Amazing!") for i in range(7)]
+    ingest(store, str(write_pairs(tmp_path / "pairs.jsonl", a + b + c + d)))
+    score(store, str(exclaim_rm), alias="bang")
+    perturb(store, PerturbConfig(method="punctuation:mode=exclaim"))
+    (tmp_path / "cues.yaml").write_text(CUES)
+    fs = load_feature_set(str(tmp_path / "cues.yaml"))
+    records = [
+        {"pair_id": r["pair_id"], "chosen": cues(r["chosen"]), "rejected": cues(r["rejected"])}
+        for r in store.pairs().to_arrow().to_pylist()
+    ]
+    write_labels(store, fs, labels_from_records(fs, records), Recipe("label", "cues", {"labeler": "test"}))
+    label_variants(store, "punctuation", fs, lambda texts: [cues(t.response) for t in texts])
+
+    everyone = robustness(store)
+    (pi_all,) = everyone.results[0].robustness_score
+    (pi_cond,) = robustness(store, population="aligned-before").results[0].robustness_score
+    assert everyone.options["population"] == "all" and pi_all.population == "all"
+    assert pi_cond.population == "aligned-before" and pi_all.tie_rule == pi_cond.tie_rule == "exclude"
+    assert pi_all.available and pi_cond.available
+    assert (pi_all.n, pi_cond.n) == (25, 18)  # the 7 D pairs enter only the paper's population
+    assert pi_all.outcome_rate == pytest.approx(8 / 25) and pi_cond.outcome_rate == pytest.approx(8 / 18)
+    for pi, population in ((pi_all, "all"), (pi_cond, "aligned-before")):
+        terms = [c.term for c in pi.coefficients[1:]]
+        ref = _independent_pi(store, terms, population)
+        assert int(ref.nobs) == pi.n
+        np.testing.assert_allclose([c.coef for c in pi.coefficients], ref.params, atol=1e-10)
+        np.testing.assert_allclose([c.se for c in pi.coefficients], ref.bse, atol=1e-10)
+    text = robustness(store, population="aligned-before").to_text()
+    assert "population aligned-before (tie rule exclude), N=18" in text
+    with pytest.raises(SealError, match="unknown population"):
+        robustness(store, population="some")

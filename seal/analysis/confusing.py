@@ -724,13 +724,10 @@ def _cluster_table(
     score_cols = [c for c in tbl.column_names if c.startswith("score_")]
     feat_cols = [c for c in tbl.column_names if c.startswith("features_")]
     identical = np.fromiter((data.chosen[i] == data.rejected[i] for i in rows.tolist()), dtype=bool, count=len(rows))
-    roles: dict[str, str] = {}
-    try:
-        from seal.annotate.models import list_models
+    from seal.annotate.models import list_models
 
-        roles = {alias: info["role"] for alias, info in list_models(store).items()}
-    except Exception:
-        roles = {}
+    # No fallback: ranking clusters on a silently missing role would change the ranking without a word.
+    roles = {alias: info["role"] for alias, info in list_models(store).items()}
     aliases = [c.removeprefix("score_") for c in score_cols]
     ranking = next((a for a in aliases if roles.get(a) == "aligned"), aliases[0] if aliases else None)
     arrays = {a: cl.score_arrays(tbl, f"score_{a}") for a in aliases}

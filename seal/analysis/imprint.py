@@ -17,7 +17,9 @@ value of every feature as regressors of
   r_A(c) == r_A(r) counts as misaligned by default (``ties``: misaligned | aligned | drop), matching the
   strict agreement δ = 1[r(c) > r(r)] of METHOD.md; a linear probability model, or a logit;
 - ``theta`` (with ``control=B``) = the signed angle in degrees from u = (r_B(c), r_B(r)) to
-  v = (r_A(c), r_A(r)), atan2(u_r·v_c − u_c·v_r, u·v): positive when A turned towards the chosen response.
+  v = (r_A(c), r_A(r)), atan2(u_c·v_r − u_r·v_c, u·v): counter-clockwise positive in the (chosen, rejected)
+  plane, the SEAL paper's convention (seal.analysis.angles). Pairs with identical responses (no preference)
+  and zero vectors (no direction) are left out and counted.
 
 The estimator is numpy (QR least squares, sandwich covariances) and equals statsmodels' formula API on the
 same data (tests hold it to 1e-8): ``cluster`` is statsmodels' CR1 (G/(G−1)·(N−1)/(N−K)), ``hc3`` its
@@ -39,7 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from scipy import stats as sps
 
-from seal.analysis.resistance import shift_angles
+from seal.analysis.angles import ANGLE_DEFINITION, angle_population, shift_angles
 from seal.annotate.features.featureset import Feature, FeatureSet
 from seal.annotate.features.writer import stored_feature_sets
 from seal.annotate.models import list_models, model_with_role, score_column
@@ -488,6 +490,7 @@ class PairData:
     rejected: np.ndarray  # (n, m)
     dropped: list[dict[str, str]] = field(default_factory=list)
     pairs_version: int | None = None
+    identical: np.ndarray | None = None  # flags.identical_responses per pair (None: the store has no such flag)
 
 
 def load_pair_data(
@@ -505,6 +508,10 @@ def load_pair_data(
     columns = ["pair_id"] + [score_column(a) for a in aliases] + [sets[s].column for s in by_set]
     table = store.pairs()
     version = int(table.version)
+    schema = table.schema
+    has_identical = "flags" in schema.names and schema.field("flags").type.get_field_index("identical_responses") >= 0
+    if has_identical:
+        columns.append("flags.identical_responses")
     data = table.to_lance().to_table(columns=list(dict.fromkeys(columns)))
     scores = {}
     for alias in aliases:
@@ -541,12 +548,17 @@ def load_pair_data(
         rejected=stack(rejected_cols),
         dropped=dropped,
         pairs_version=version,
+        identical=(
+            np.asarray(data.column("flags.identical_responses").fill_null(False).to_numpy(), dtype=bool)
+            if has_identical
+            else None
+        ),
     )
 
 
 def shift_angle(control: np.ndarray, model: np.ndarray) -> np.ndarray:
-    """Signed angle in degrees from u = control (c, r) to v = model (c, r), positive towards the chosen axis
-    (see seal.analysis.resistance.shift_angles); NaN where a vector is zero or missing."""
+    """Signed angle in degrees from u = control (c, r) to v = model (c, r), counter-clockwise positive in the
+    (chosen, rejected) plane (see seal.analysis.angles); NaN where a vector is zero or missing."""
     return shift_angles(control[:, 0], control[:, 1], model[:, 0], model[:, 1])
 
 
@@ -1038,7 +1050,8 @@ def _misalignment_regression(
 def _theta_regression(
     data: PairData, model: str, control: str, *, standardize: bool, correction: str, alpha: float, cov: str
 ) -> Regression:
-    theta = shift_angle(data.scores[control], data.scores[model])
+    u, v = data.scores[control], data.scores[model]
+    theta, left_out = angle_population(u[:, 0], u[:, 1], v[:, 0], v[:, 1], data.identical)
     X, regs = _pair_design(data)
     ok = _complete(theta, X)
     y, X = theta[ok], X[ok]
@@ -1047,8 +1060,8 @@ def _theta_regression(
     )
     return Regression(
         outcome="theta",
-        definition=f"signed angle (degrees) from ({control}(c), {control}(r)) to ({model}(c), {model}(r)), "
-        "atan2(u_r·v_c − u_c·v_r, u·v), positive towards the chosen response",
+        definition=f"signed angle (degrees) from ({control}(c), {control}(r)) to ({model}(c), {model}(r)): "
+        f"{ANGLE_DEFINITION}; pairs with identical responses and zero vectors left out",
         estimator="ols",
         formula=f"theta_{control}_to_{model} ~ 1 + {' + '.join(r['name'] for r in rows[1:])}",
         rows="one row per pair",
@@ -1059,7 +1072,12 @@ def _theta_regression(
         dropped=dropped,
         vif=vifs,
         coefficients=rows,
-        extra={"theta_mean": _fnum(y.mean()), "theta_median": _fnum(np.median(y))},
+        extra={
+            "theta_mean": _fnum(y.mean()),
+            "theta_median": _fnum(np.median(y)),
+            "excluded_identical": left_out["identical"],
+            "excluded_zero_vectors": left_out["zero_vectors"],
+        },
     )
 
 

@@ -7,9 +7,14 @@ first is the most important), are compared lexicographically — for (harmless, 
 sign −1 (harm flags) count reversed; numeric and categorical features compare by their encoding.
 Pairs with a missing label get no γ (``unlabelled``).
 
-Agreement of an RM: δ = 1 when r(chosen) > r(rejected) strictly (a tie is a disagreement). With a model
-(post) and a control (pre) RM every pair falls in a regime, named by (δ_control, δ_model):
-stayed aligned (1,1), got aligned (0,1), resists (0,0), reversed (1,0).
+Agreement of an RM: δ = 1 when r(chosen) > r(rejected) strictly. With a model (post) and a control (pre)
+RM every pair falls in a regime, named by (δ_control, δ_model): stayed aligned (1,1), got aligned (0,1),
+resists (0,0), reversed (1,0). Ties follow the one rule of `seal resistance` (``ties``):
+
+- ``exclude`` (default): pairs with identical responses or tied scores under any RM of the table are left
+  out of every row and counted (``excluded``), so the ``all`` row equals the regimes of `seal resistance`;
+- ``disagree``: the paper's strict counting — every scored pair enters and a tie or an identical pair
+  counts as δ = 0.
 
 `gamma_regime_table` gives counts, shares with Wilson intervals (within each γ, and within each regime),
 the agreement of each RM per γ, and an exact McNemar test of model vs control agreement within each γ
@@ -25,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from seal.analysis.imprint import encode_feature, resolve_features
+from seal.analysis.resistance import DEFAULT_TIE_RULE, check_tie_rule
 from seal.analysis.stats import mcnemar_exact, proportion
 from seal.annotate.features.writer import stored_feature_sets
 from seal.annotate.models import list_models, model_with_role, score_column
@@ -88,6 +94,10 @@ class GammaRegimeResult:
     rows: list[dict[str, Any]]
     regimes: dict[str, dict[str, Any]] = field(default_factory=dict)  # per regime: n, γ shares, sides with human
     confidence: float = 0.95
+    tie_rule: str = DEFAULT_TIE_RULE
+    # pairs (labelled and scored) left out under tie rule exclude, or counted as δ = 0 under disagree
+    excluded: dict[str, int] = field(default_factory=dict)
+    counted_as_disagreement: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,9 +116,13 @@ class GammaRegimeResult:
 
         pct = lambda p: "–" if p["share"] is None else f"{100 * p['share']:.1f}%"  # noqa: E731
         ci = lambda p: "–" if p["ci_low"] is None else f"[{100 * p['ci_low']:.1f}, {100 * p['ci_high']:.1f}]"  # noqa: E731
+        special = self.counted_as_disagreement if self.tie_rule == "disagree" else self.excluded
+        how = "counted as disagreement" if self.tie_rule == "disagree" else "left out"
         lines = [
             f"labeler preference γ from {', '.join(self.features)} (lexicographic, first most important); "
             f"{self.n_pairs:,} pairs, {self.n_unlabelled:,} unlabelled, {self.n_unscored:,} without scores",
+            f"tie rule {self.tie_rule} ({how}: {special.get('identical', 0):,} identical responses, "
+            f"{special.get('tied', 0):,} tied by an RM of the table)",
         ]
         rows = []
         for row in self.rows:
@@ -151,16 +165,32 @@ def gamma_regime_from_arrays(
     control: str | None = None,
     features: Sequence[str] = DEFAULT_GAMMA_FEATURES,
     confidence: float = 0.95,
+    identical: np.ndarray | None = None,
+    ties: str = DEFAULT_TIE_RULE,
 ) -> GammaRegimeResult:
-    """The cross-tab from arrays: γ (+1/0/−1/NaN per pair) and (n, 2) score arrays [chosen, rejected]."""
+    """The cross-tab from arrays: γ (+1/0/−1/NaN per pair), (n, 2) score arrays [chosen, rejected], the
+    identical-responses flags (None: none) and the tie rule (exclude | disagree, module docstring)."""
+    check_tie_rule(ties)
     gamma = np.asarray(gamma, dtype=np.float64)
-    d_model = agreement(np.asarray(model_scores, dtype=np.float64))
-    d_control = agreement(np.asarray(control_scores, dtype=np.float64)) if control_scores is not None else None
+    model_scores = np.asarray(model_scores, dtype=np.float64)
+    control_scores = None if control_scores is None else np.asarray(control_scores, dtype=np.float64)
+    d_model = agreement(model_scores)
+    d_control = agreement(control_scores) if control_scores is not None else None
     scored = np.isfinite(d_model) & (np.isfinite(d_control) if d_control is not None else True)
     labelled = np.isfinite(gamma)
-    use = scored & labelled
-    ties_model = int(np.sum((model_scores[:, 0] == model_scores[:, 1]) & use))
-    ties_control = None if control_scores is None else int(np.sum((control_scores[:, 0] == control_scores[:, 1]) & use))
+    ident = np.zeros(len(gamma), bool) if identical is None else np.asarray(identical, dtype=bool)
+    tied_model = (model_scores[:, 0] == model_scores[:, 1]) & ~ident
+    tied_control = (
+        (control_scores[:, 0] == control_scores[:, 1]) & ~ident if control_scores is not None else np.zeros_like(ident)
+    )
+    candidates = scored & labelled
+    special = {
+        "identical": int(np.sum(candidates & ident)),
+        "tied": int(np.sum(candidates & (tied_model | tied_control))),
+    }
+    use = candidates & ~ident & ~tied_model & ~tied_control if ties == "exclude" else candidates
+    ties_model = int(np.sum(tied_model & candidates))
+    ties_control = None if control_scores is None else int(np.sum(tied_control & candidates))
     letters = gamma_letters(gamma)
     n = int(use.sum())
     gamma_counts = {g: _prop(int(np.sum(use & (letters == g))), n, confidence) for g in GAMMAS}
@@ -213,6 +243,9 @@ def gamma_regime_from_arrays(
         rows=rows,
         regimes=regimes,
         confidence=confidence,
+        tie_rule=ties,
+        excluded=special if ties == "exclude" else dict.fromkeys(special, 0),
+        counted_as_disagreement=special if ties == "disagree" else dict.fromkeys(special, 0),
     )
 
 
@@ -263,9 +296,11 @@ def gamma_regime_table(
     control: str | None = None,
     features: str | Sequence[str] = DEFAULT_GAMMA_FEATURES,
     confidence: float = 0.95,
+    ties: str = DEFAULT_TIE_RULE,
 ) -> GammaRegimeResult:
-    """The γ × regime cross-tab of the stored labels and scores. `model` defaults to the RM with role
-    aligned and `control` to the one with role control (None: agreement per γ only)."""
+    """The γ × regime cross-tab of the stored labels and scores under tie rule `ties`. `model` defaults to
+    the RM with role aligned and `control` to the one with role control (None: agreement per γ only)."""
+    check_tie_rule(ties)
     store.require()
     models = list_models(store)
     model = model or model_with_role(store, "aligned")
@@ -278,5 +313,27 @@ def gamma_regime_table(
     model_scores = _scores(store, model, ids)
     control_scores = _scores(store, control, ids) if control else None
     return gamma_regime_from_arrays(
-        gamma, model_scores, control_scores, model=model, control=control, features=names, confidence=confidence
+        gamma,
+        model_scores,
+        control_scores,
+        model=model,
+        control=control,
+        features=names,
+        confidence=confidence,
+        identical=_identical(store, ids),
+        ties=ties,
     )
+
+
+def _identical(store: Store, pair_ids: np.ndarray) -> np.ndarray:
+    """flags.identical_responses per pair id (False where the store has no such flag)."""
+    import pyarrow.compute as pc
+
+    pairs = store.pairs()
+    if "flags" not in pairs.schema.names or pairs.schema.field("flags").type.get_field_index("identical_responses") < 0:
+        return np.zeros(len(pair_ids), bool)
+    table = pairs.to_lance().to_table(columns=["pair_id", "flags"])
+    flags = table.column("flags").combine_chunks()
+    values = pc.struct_field(flags, "identical_responses").fill_null(False).to_numpy(zero_copy_only=False)
+    index = {p: i for i, p in enumerate(table.column("pair_id").to_pylist())}
+    return np.asarray(values, dtype=bool)[[index[p] for p in pair_ids]]

@@ -6,21 +6,29 @@ Denominators, stated once (they are also in every JSON result under ``definition
 
 - *scored* pairs have finite chosen and rejected scores from every RM in the analysis (the model and, when
   given, the control). Other pairs are excluded and counted in ``coverage``.
-- *identical* pairs carry ``flags.identical_responses`` (chosen text == rejected text). They are their own
-  category whatever their scores.
+- *identical* pairs carry ``flags.identical_responses`` (chosen text == rejected text).
 - a *tie* is a pair that is not identical and whose two scores are exactly equal.
-- *agree* means chosen score > rejected score (strict); *disagree* means <. decided = agree + disagree =
-  scored − ties − identical, and **agreement = agree / decided**. Ties and identical pairs are reported as
-  shares of the scored pairs, and ``agree_share_of_scored`` = agree / scored is the paper's mean of δ.
-- *regimes* (control agrees, model agrees) are counted over the pairs decided by both RMs: stayed aligned
-  (1, 1), got aligned (0, 1), resists (0, 0), reversed (1, 0). The exact McNemar test compares the two RMs on
-  the same pairs: b = reversed, c = got aligned.
+- *agree* means chosen score > rejected score (strict). One **tie rule** (``ties``) governs every block
+  of the report — agreement, regimes, McNemar, ``--by`` groups and the labeler cross-tab
+  (seal.analysis.regimes) alike:
+
+  - ``exclude`` (default): ties and identical pairs are their own categories, never disagreement.
+    disagree = chosen < rejected, decided = agree + disagree = scored − ties − identical,
+    **agreement = agree / decided**; regimes and McNemar are over the pairs decided by both RMs (pairs
+    identical or tied under either RM are excluded and counted).
+  - ``disagree``: the paper's strict counting, δ = 1[chosen > rejected] over every scored pair; ties and
+    identical pairs count as disagreement (they are still counted and reported), decided = scored.
+
+  Ties and identical pairs are always reported as shares of the scored pairs, and
+  ``agree_share_of_scored`` = agree / scored is the paper's mean of δ under either rule.
+- *regimes* (control agrees, model agrees): stayed aligned (1, 1), got aligned (0, 1), resists (0, 0),
+  reversed (1, 0). The exact McNemar test compares the two RMs on the same pairs: b = reversed,
+  c = got aligned.
 - the *shift angle* θ from u = (control chosen, control rejected) to v = (model chosen, model rejected) is
-  atan2(u_r·v_c − u_c·v_r, u · v) in degrees, in (−180°, 180°]: θ > 0 means v turned from u towards the
-  chosen axis, i.e. towards the human preference (with chosen on x and rejected on y, that is clockwise).
-  This orientation gives the paper's published values their sign (mean θ +6.48°; refusal on the chosen
-  side +10.92° in the pair-level regression).
-  Pairs where u or v is the zero vector have no angle and are excluded (counted).
+  the signed angle in degrees, counter-clockwise positive in the (chosen, rejected) plane, in (−180°, 180°]
+  (seal.analysis.angles; the SEAL paper's ``compute_angle``, mean θ +6.48° published). Pairs with
+  identical responses carry no preference and pairs where u or v is the zero vector no direction: both
+  are left out and counted. Pairs tied under one RM with different responses stay in.
 
 Everything is computed with numpy over whole columns (no per-pair Python loop), reading only the score
 columns, ``flags.identical_responses`` and the ``--by`` column.
@@ -36,6 +44,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from seal.analysis.angles import ANGLE_DEFINITION, angle_population, shift_angles
 from seal.analysis.stats import (
     DEFAULT_CONFIDENCE,
     Distribution,
@@ -69,29 +78,60 @@ QUADRANTS = (
     ("chosen_neg_rejected_neg", -1, -1),
 )
 
-DEFINITIONS = {
+TIE_RULES = ("exclude", "disagree")
+DEFAULT_TIE_RULE = "exclude"
+
+_COMMON_DEFINITIONS = {
     "scored": "pairs with finite chosen and rejected scores from every RM in the analysis (model and control); "
     "the others are excluded and counted under coverage",
-    "identical": "pairs flagged flags.identical_responses (chosen text == rejected text): their own category, "
-    "whatever the scores",
+    "identical": "pairs flagged flags.identical_responses (chosen text == rejected text)",
     "tie": "pairs that are not identical and whose chosen and rejected scores are exactly equal",
-    "agreement": "agree / decided, agree = chosen score > rejected score (strict), decided = agree + disagree = "
-    "scored - ties - identical",
     "tie_share": "ties / scored",
     "identical_share": "identical / scored",
     "agree_share_of_scored": "agree / scored: the paper's mean of delta (ties and identical count as not agreeing)",
-    "regimes": "(control agrees, model agrees) over the pairs decided by both RMs: stayed_aligned (1,1), "
-    "got_aligned (0,1), resists (0,0), reversed (1,0); pairs identical or tied under either RM are excluded "
-    "and counted",
-    "mcnemar": "exact McNemar test on the pairs decided by both RMs: b = reversed (control agrees, model not), "
+    "mcnemar": "exact McNemar test on the regime pairs: b = reversed (control agrees, model not), "
     "c = got_aligned (model agrees, control not), p = two-sided binomial test of b against b + c at 1/2",
     "quadrants": "signs of (chosen score, rejected score) over the scored pairs; on_axis: a score exactly 0",
-    "shift": "theta = atan2(u_r*v_c - u_c*v_r, u . v) in degrees, u = (control chosen, control rejected), "
-    "v = (model chosen, model rejected); theta > 0: v turned from u towards the chosen axis (the human "
-    "preference), the sign of the SEAL paper's published angles; pairs where u or v is the zero vector are excluded",
+    "shift": f"{ANGLE_DEFINITION}; u = (control chosen, control rejected), v = (model chosen, model rejected); "
+    "pairs with identical responses and pairs where u or v is the zero vector are left out (counted under "
+    "excluded); pairs tied under one RM with different responses stay in",
     "margins": "chosen score - rejected score over the scored pairs; sd with ddof 1; quantiles interpolate linearly",
     "ci": "Wilson score intervals at the stated confidence",
 }
+_RULE_DEFINITIONS = {
+    "exclude": {
+        "ties": "exclude: ties and identical pairs are their own categories in every block, never disagreement",
+        "agreement": "agree / decided, agree = chosen score > rejected score (strict), disagree = chosen < rejected, "
+        "decided = agree + disagree = scored - ties - identical",
+        "regimes": "(control agrees, model agrees) over the pairs decided by both RMs: stayed_aligned (1,1), "
+        "got_aligned (0,1), resists (0,0), reversed (1,0); pairs identical or tied under either RM are excluded "
+        "and counted",
+    },
+    "disagree": {
+        "ties": "disagree: the paper's strict counting, delta = 1[chosen > rejected] over every scored pair; ties "
+        "and identical pairs count as disagreement in every block (still counted and reported)",
+        "agreement": "agree / decided, agree = chosen score > rejected score (strict), disagree = every other scored "
+        "pair (ties and identical included), decided = scored",
+        "regimes": "(control agrees, model agrees) over every scored pair, agreement strict: stayed_aligned (1,1), "
+        "got_aligned (0,1), resists (0,0), reversed (1,0); ties and identical pairs counted as disagreement "
+        "(their counts under counted_as_disagreement)",
+    },
+}
+
+
+def definitions(ties: str = DEFAULT_TIE_RULE) -> dict[str, str]:
+    """The denominators of a resistance result under tie rule `ties` (exclude | disagree)."""
+    check_tie_rule(ties)
+    return {**_COMMON_DEFINITIONS, **_RULE_DEFINITIONS[ties]}
+
+
+def check_tie_rule(ties: str) -> None:
+    """Raise a SealError unless `ties` is one of TIE_RULES."""
+    if ties not in TIE_RULES:
+        raise SealError(f"unknown tie rule `{ties}`", hint=f"use one of: {', '.join(TIE_RULES)}")
+
+
+DEFINITIONS = definitions(DEFAULT_TIE_RULE)
 
 
 # -- result objects -----------------------------------------------------------------------------
@@ -126,6 +166,7 @@ class Agreement:
     tie_share: Proportion  # ties / scored
     identical_share: Proportion  # identical / scored
     agree_share_of_scored: Proportion  # agree / scored
+    tie_rule: str = DEFAULT_TIE_RULE  # exclude: decided = scored - ties - identical; disagree: decided = scored
 
 
 @dataclass(frozen=True)
@@ -139,6 +180,9 @@ class Regimes:
     reversed: Proportion
     excluded: dict[str, int]
     mcnemar: McNemarResult
+    tie_rule: str = DEFAULT_TIE_RULE
+    # under tie rule disagree: the pairs counted as disagreement (identical, tied by one or both RMs)
+    counted_as_disagreement: dict[str, int] = field(default_factory=dict)
 
     def items(self) -> list[tuple[str, int, int, Proportion]]:
         return [(name, c, m, getattr(self, name)) for name, c, m in REGIMES]
@@ -159,18 +203,20 @@ class Quadrants:
 
 @dataclass(frozen=True)
 class Shift:
-    """The signed angle θ (degrees) from the control's reward vector to the model's, pair by pair."""
+    """The signed angle θ (degrees) from the control's reward vector to the model's, pair by pair
+    (counter-clockwise positive in the (chosen, rejected) plane, as the SEAL paper's code)."""
 
     control: str
     model: str
     n: int
-    zero_vectors: int
+    zero_vectors: int  # scored pairs (not identical) where u or v is the zero vector
     mean: float | None
     median: float | None
     sd: float | None
     distribution: Distribution
     positive: Proportion  # θ > 0 among the non-zero angles
     sign_test: SignTestResult
+    excluded: dict[str, int] = field(default_factory=dict)  # identical, zero_vectors: left out of θ
 
 
 @dataclass(frozen=True)
@@ -201,11 +247,12 @@ class ResistanceResult:
     margins: dict[str, Distribution]
     groups: list[Group] | None
     seconds: float = 0.0
+    ties: str = DEFAULT_TIE_RULE
     definitions: dict[str, str] = field(default_factory=lambda: dict(DEFINITIONS))
 
     def to_json(self) -> dict[str, Any]:
         raw = asdict(self)
-        order = ("model", "control", "by", "pairs_version", "confidence", "coverage", "agreement", "regimes")
+        order = ("model", "control", "by", "pairs_version", "confidence", "ties", "coverage", "agreement", "regimes")
         out = {key: raw[key] for key in order}
         out["reward_vectors"] = {"quadrants": raw["quadrants"], "shift": raw["shift"]}
         out.update(margins=raw["margins"], groups=raw["groups"], seconds=raw["seconds"])
@@ -247,20 +294,6 @@ class ResistanceResult:
 
 
 # -- computation --------------------------------------------------------------------------------
-def shift_angles(u_chosen: Any, u_rejected: Any, v_chosen: Any, v_rejected: Any) -> np.ndarray:
-    """Signed angle in degrees from u = (u_chosen, u_rejected) to v = (v_chosen, v_rejected), element-wise:
-    atan2(u_r·v_c − u_c·v_r, u · v), in (−180, 180]; positive when v turned towards the chosen axis (the
-    human preference). NaN where u or v is the zero vector (no direction)."""
-    uc, ur = np.asarray(u_chosen, np.float64), np.asarray(u_rejected, np.float64)
-    vc, vr = np.asarray(v_chosen, np.float64), np.asarray(v_rejected, np.float64)
-    cross = ur * vc - uc * vr
-    dot = uc * vc + ur * vr
-    theta = np.degrees(np.arctan2(cross, dot))
-    theta = np.where(theta == -180.0, 180.0, theta)
-    zero = ((uc == 0) & (ur == 0)) | ((vc == 0) & (vr == 0))
-    return np.where(zero, np.nan, theta)
-
-
 @dataclass
 class _Side:
     """Per-pair category indicators of one RM (over all rows; only meaningful where scored)."""
@@ -273,15 +306,21 @@ class _Side:
     tie: np.ndarray
 
 
-def _side(alias: str, chosen: np.ndarray, rejected: np.ndarray, identical: np.ndarray, scored: np.ndarray) -> _Side:
+def _side(
+    alias: str,
+    chosen: np.ndarray,
+    rejected: np.ndarray,
+    identical: np.ndarray,
+    scored: np.ndarray,
+    ties: str = DEFAULT_TIE_RULE,
+) -> _Side:
     live = scored & ~identical
+    tie = live & (chosen == rejected)
+    if ties == "disagree":  # the paper's strict delta over every scored pair
+        agree = scored & (chosen > rejected)
+        return _Side(alias, chosen, rejected, agree=agree, disagree=scored & ~agree, tie=tie)
     return _Side(
-        alias,
-        chosen,
-        rejected,
-        agree=live & (chosen > rejected),
-        disagree=live & (chosen < rejected),
-        tie=live & (chosen == rejected),
+        alias, chosen, rejected, agree=live & (chosen > rejected), disagree=live & (chosen < rejected), tie=tie
     )
 
 
@@ -292,7 +331,9 @@ def _counts(mask: np.ndarray, codes: np.ndarray | None, n_groups: int) -> np.nda
     return np.bincount(codes[mask], minlength=n_groups)
 
 
-def _agreements(side: _Side, identical: np.ndarray, scored: np.ndarray, codes, n_groups, conf) -> list[Agreement]:
+def _agreements(
+    side: _Side, identical: np.ndarray, scored: np.ndarray, codes, n_groups, conf, rule: str = DEFAULT_TIE_RULE
+) -> list[Agreement]:
     agree = _counts(side.agree, codes, n_groups)
     disagree = _counts(side.disagree, codes, n_groups)
     ties = _counts(side.tie, codes, n_groups)
@@ -315,12 +356,15 @@ def _agreements(side: _Side, identical: np.ndarray, scored: np.ndarray, codes, n
                 tie_share=proportion(t, s, conf),
                 identical_share=proportion(i, s, conf),
                 agree_share_of_scored=proportion(a, s, conf),
+                tie_rule=rule,
             )
         )
     return out
 
 
-def _regimes(model: _Side, control: _Side, identical, scored, codes, n_groups, conf) -> list[Regimes]:
+def _regimes(
+    model: _Side, control: _Side, identical, scored, codes, n_groups, conf, ties: str = DEFAULT_TIE_RULE
+) -> list[Regimes]:
     m_dec = model.agree | model.disagree
     c_dec = control.agree | control.disagree
     both = m_dec & c_dec
@@ -330,7 +374,7 @@ def _regimes(model: _Side, control: _Side, identical, scored, codes, n_groups, c
         )
         for name, c, m in REGIMES
     }
-    excluded = {
+    special = {
         "identical": _counts(identical & scored, codes, n_groups),
         "tie_model_only": _counts(model.tie & ~control.tie, codes, n_groups),
         "tie_control_only": _counts(control.tie & ~model.tie, codes, n_groups),
@@ -340,12 +384,16 @@ def _regimes(model: _Side, control: _Side, identical, scored, codes, n_groups, c
     for g in range(len(counts["resists"])):
         per = {name: int(counts[name][g]) for name, _, _ in REGIMES}
         n = sum(per.values())
+        counts_g = {k: int(v[g]) for k, v in special.items()}
+        zeros = dict.fromkeys(counts_g, 0)
         out.append(
             Regimes(
                 n=n,
                 **{name: proportion(k, n, conf) for name, k in per.items()},
-                excluded={k: int(v[g]) for k, v in excluded.items()},
+                excluded=zeros if ties == "disagree" else counts_g,
                 mcnemar=mcnemar_exact(per["reversed"], per["got_aligned"]),
+                tie_rule=ties,
+                counted_as_disagreement=counts_g if ties == "disagree" else zeros,
             )
         )
     return out
@@ -362,8 +410,14 @@ def _quadrants(side: _Side, scored: np.ndarray, conf: float) -> Quadrants:
     return Quadrants(alias=side.alias, n=n, **shares, on_axis=on_axis)
 
 
-def _shift(control: _Side, model: _Side, scored: np.ndarray, conf: float) -> Shift:
-    theta = shift_angles(control.chosen[scored], control.rejected[scored], model.chosen[scored], model.rejected[scored])
+def _shift(control: _Side, model: _Side, identical: np.ndarray, scored: np.ndarray, conf: float) -> Shift:
+    theta, excluded = angle_population(
+        control.chosen[scored],
+        control.rejected[scored],
+        model.chosen[scored],
+        model.rejected[scored],
+        identical[scored],
+    )
     defined = theta[~np.isnan(theta)]
     dist = describe(defined)
     test = sign_test(defined)
@@ -371,13 +425,14 @@ def _shift(control: _Side, model: _Side, scored: np.ndarray, conf: float) -> Shi
         control=control.alias,
         model=model.alias,
         n=int(defined.size),
-        zero_vectors=int(theta.size - defined.size),
+        zero_vectors=excluded["zero_vectors"],
         mean=dist.mean,
         median=dist.quantiles.get("p50"),
         sd=dist.sd,
         distribution=dist,
         positive=proportion(test.n_positive, test.n_positive + test.n_negative, conf),
         sign_test=test,
+        excluded={"identical": excluded["identical"], "zero_vectors": excluded["zero_vectors"]},
     )
 
 
@@ -392,9 +447,12 @@ def resistance_from_arrays(
     by_values: pa.Array | pa.ChunkedArray | None = None,
     pairs_version: int | None = None,
     confidence: float = DEFAULT_CONFIDENCE,
+    ties: str = DEFAULT_TIE_RULE,
 ) -> ResistanceResult:
     """The analysis on in-memory columns: (chosen, rejected) score arrays with NaN for missing scores, the
-    identical-responses flags (None = none identical) and the --by values (an Arrow array)."""
+    identical-responses flags (None = none identical) and the --by values (an Arrow array); `ties` is the
+    tie rule of every block (exclude | disagree, see the module docstring)."""
+    check_tie_rule(ties)
     t0 = time.perf_counter()
     mc, mr = (np.asarray(a, dtype=np.float64) for a in model_scores)
     n = mc.size
@@ -412,24 +470,24 @@ def resistance_from_arrays(
     n_scored = int(np.count_nonzero(scored))
     coverage = Coverage(n, n_scored, n - n_scored, unscored_by)
 
-    m_side = _side(model.alias, mc, mr, ident, scored)
+    m_side = _side(model.alias, mc, mr, ident, scored, ties)
     sides = [m_side]
     c_side = None
     if control is not None:
-        c_side = _side(control.alias, cc, cr, ident, scored)
+        c_side = _side(control.alias, cc, cr, ident, scored, ties)
         sides.append(c_side)
 
-    agreement = {s.alias: _agreements(s, ident, scored, None, 1, confidence)[0] for s in sides}
-    regimes = _regimes(m_side, c_side, ident, scored, None, 1, confidence)[0] if c_side is not None else None
+    agreement = {s.alias: _agreements(s, ident, scored, None, 1, confidence, ties)[0] for s in sides}
+    regimes = _regimes(m_side, c_side, ident, scored, None, 1, confidence, ties)[0] if c_side is not None else None
     quadrants = {s.alias: _quadrants(s, scored, confidence) for s in sides}
     margins = {s.alias: describe(s.chosen[scored] - s.rejected[scored]) for s in sides}
-    shift = _shift(c_side, m_side, scored, confidence) if c_side is not None else None
+    shift = _shift(c_side, m_side, ident, scored, confidence) if c_side is not None else None
 
     groups = None
     if by is not None:
         if by_values is None:
             raise ValueError("by_values are required with by")
-        groups = _groups(by, by_values, sides, m_side, c_side, ident, scored, confidence)
+        groups = _groups(by, by_values, sides, m_side, c_side, ident, scored, confidence, ties)
 
     return ResistanceResult(
         model=model,
@@ -445,10 +503,12 @@ def resistance_from_arrays(
         margins=margins,
         groups=groups,
         seconds=round(time.perf_counter() - t0, 4),
+        ties=ties,
+        definitions=definitions(ties),
     )
 
 
-def _groups(by, values, sides, m_side, c_side, ident, scored, conf) -> list[Group]:
+def _groups(by, values, sides, m_side, c_side, ident, scored, conf, ties) -> list[Group]:
     arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
     if pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_decode()
@@ -463,8 +523,8 @@ def _groups(by, values, sides, m_side, c_side, ident, scored, conf) -> list[Grou
     n_groups = null_code + 1
     pairs = np.bincount(codes, minlength=n_groups)
     n_scored = _counts(scored, codes, n_groups)
-    per_alias = {s.alias: _agreements(s, ident, scored, codes, n_groups, conf) for s in sides}
-    regimes = _regimes(m_side, c_side, ident, scored, codes, n_groups, conf) if c_side is not None else None
+    per_alias = {s.alias: _agreements(s, ident, scored, codes, n_groups, conf, ties) for s in sides}
+    regimes = _regimes(m_side, c_side, ident, scored, codes, n_groups, conf, ties) if c_side is not None else None
     keys = [*dictionary.to_pylist(), None]
     order = [int(i) for i in pc.sort_indices(dictionary).to_pylist()] + [null_code]
     out = []
@@ -562,9 +622,12 @@ def resistance(
     *,
     use_control: bool = True,
     confidence: float = DEFAULT_CONFIDENCE,
+    ties: str = DEFAULT_TIE_RULE,
 ) -> ResistanceResult:
     """Agreement, regimes, reward-vector shift and margins of RM `model` (against `control`), overall and
-    per value of column `by` of pairs; see the module docstring for every denominator."""
+    per value of column `by` of pairs, under tie rule `ties` (exclude | disagree); see the module
+    docstring for every denominator."""
+    check_tie_rule(ties)
     t0 = time.perf_counter()
     store.require()
     model_ref, control_ref = resolve_models(store, model, control, use_control)
@@ -600,6 +663,7 @@ def resistance(
         by_values=data.column(by) if by is not None else None,
         pairs_version=int(ds.version),
         confidence=confidence,
+        ties=ties,
     )
     return replace(result, seconds=round(time.perf_counter() - t0, 4))
 
@@ -621,6 +685,12 @@ def _pvalue(p: float) -> str:
     return f"{p:.3g}"
 
 
+_RULE_TEXT = {
+    "exclude": "ties and identical responses are their own categories, never disagreement",
+    "disagree": "the paper's strict counting: ties and identical responses count as disagreement",
+}
+
+
 def render_text(result: ResistanceResult) -> str:
     r = result
     conf = f"{100 * r.confidence:g}%"
@@ -639,10 +709,17 @@ def render_text(result: ResistanceResult) -> str:
     lines.append(line)
 
     lines.append("")
-    lines.append(
-        "agreement = chosen > rejected over decided pairs (scored − ties − identical responses); "
-        "ties and identical as shares of scored pairs"
-    )
+    lines.append(f"tie rule: {r.ties} — {_RULE_TEXT[r.ties]}")
+    if r.ties == "disagree":
+        lines.append(
+            "agreement = chosen > rejected over every scored pair (decided = scored: ties and identical responses "
+            "count as disagreement); ties and identical also as shares of scored pairs"
+        )
+    else:
+        lines.append(
+            "agreement = chosen > rejected over decided pairs (scored − ties − identical responses); "
+            "ties and identical as shares of scored pairs"
+        )
     rows = []
     for a in r.agreement.values():
         rows.append(
@@ -664,12 +741,18 @@ def render_text(result: ResistanceResult) -> str:
 
     if r.regimes is not None:
         g = r.regimes
-        ex = g.excluded
         lines.append("")
+        if r.ties == "disagree":
+            ex = g.counted_as_disagreement
+            where, how = "scored pairs", "counted as disagreement"
+        else:
+            ex = g.excluded
+            where, how = "pairs decided by both RMs", "excluded"
+        control_name = r.control.alias if r.control else "control"
         lines.append(
-            f"regimes over {g.n:,} pairs decided by both RMs (excluded: {ex['identical']:,} identical, "
+            f"regimes over {g.n:,} {where}, tie rule {r.ties} ({how}: {ex['identical']:,} identical, "
             f"{ex['tie_model_only']:,} tied by {r.model.alias} only, {ex['tie_control_only']:,} by "
-            f"{r.control.alias if r.control else 'control'} only, {ex['tie_both']:,} by both)"
+            f"{control_name} only, {ex['tie_both']:,} by both)"
         )
         rows = [
             {
@@ -704,13 +787,15 @@ def render_text(result: ResistanceResult) -> str:
         s = r.shift
         st = s.sign_test
         lines.append(
-            f"shift angle θ from {s.control} to {s.model} in degrees (θ > 0: turned towards the chosen "
-            "response, the human preference):"
+            f"shift angle θ from {s.control}'s reward vector to {s.model}'s in degrees (counter-clockwise "
+            "positive in the (chosen, rejected) plane, as the SEAL paper):"
         )
+        left_out = s.excluded or {"zero_vectors": s.zero_vectors}
         lines.append(
             f"  n {s.n:,}, mean {_num(s.mean, 2)}, median {_num(s.median, 2)}, sd {_num(s.sd, 2)}; "
-            f"θ>0 {st.n_positive:,}, θ<0 {st.n_negative:,}, θ=0 {st.n_zero:,}, sign test p = {_pvalue(st.pvalue)}"
-            + (f"; {s.zero_vectors:,} zero vectors excluded" if s.zero_vectors else "")
+            f"θ>0 {st.n_positive:,}, θ<0 {st.n_negative:,}, θ=0 {st.n_zero:,}, sign test p = {_pvalue(st.pvalue)}; "
+            f"left out: {left_out.get('identical', 0):,} identical responses, "
+            f"{left_out.get('zero_vectors', 0):,} zero vectors"
         )
 
     lines.append("")
@@ -724,7 +809,7 @@ def render_text(result: ResistanceResult) -> str:
 
     if r.groups is not None:
         lines.append("")
-        lines.append(f"by {r.by}")
+        lines.append(f"by {r.by} (tie rule {r.ties}; decided and regimes as above, per group)")
         rows = []
         for grp in r.groups:
             row = {r.by: "(null)" if grp.key is None else str(grp.key), "pairs": grp.pairs, "scored": grp.scored}
@@ -745,7 +830,9 @@ def render_text(result: ResistanceResult) -> str:
 
 
 __all__ = [
+    "DEFAULT_TIE_RULE",
     "DEFINITIONS",
+    "TIE_RULES",
     "Agreement",
     "Coverage",
     "Group",
@@ -754,6 +841,8 @@ __all__ = [
     "Regimes",
     "ResistanceResult",
     "Shift",
+    "check_tie_rule",
+    "definitions",
     "render_text",
     "resistance",
     "resistance_from_arrays",

@@ -10,23 +10,30 @@ Definitions (also in every JSON result under ``definitions``):
 - *included pairs* have finite original scores, are not flagged identical_responses, and every perturbed
   side has a usable variant. "Before" is (r(chosen), r(rejected)); "after" replaces each perturbed side's
   score with its variant's (a side that was not perturbed keeps its score).
-- *agreement* = agree / decided (agree: chosen > rejected, strict; decided excludes exact ties), before and
-  after, over the included pairs, with Wilson intervals; ties are counted apart.
-- *flips*, over the pairs decided both before and after: became misaligned (agree -> disagree) = b, became
-  aligned (disagree -> agree) = c; exact McNemar test on (b, c).
+- the *tie rule* (``ties``) is the one of `seal resistance`: ``exclude`` (default) keeps exact ties apart,
+  never as disagreement; ``disagree`` is the paper's strict counting, δ = 1[chosen > rejected], a tie
+  counting as disagreement.
+- *agreement* = agree / decided (agree: chosen > rejected, strict; decided excludes exact ties under
+  ``exclude``, is every included pair under ``disagree``), before and after, over the included pairs, with
+  Wilson intervals; ties are counted.
+- *flips*, over the pairs decided both before and after (every included pair under ``disagree``): became
+  misaligned (agree -> disagree) = b, became aligned (disagree -> agree) = c; exact McNemar test on (b, c).
 - *reward change* Δ = r(variant) − r(original) per usable variant text; normalised by the RM's reward SD,
   the SD (ddof 1) of its scores over every original text (both sides) of every scored pair in the store.
   Correlation: Pearson and Spearman of (original, variant) rewards over those texts.
-- *shift angle* θ in degrees from u = before to v = after, positive when the rewrite turned the (chosen, rejected)
-  reward vector towards the chosen axis (seal.analysis.resistance.shift_angles; zero vectors excluded).
+- *shift angle* θ in degrees from u = before to v = after, counter-clockwise positive in the (chosen, rejected)
+  plane as in the SEAL paper (seal.analysis.angles; zero vectors excluded and counted).
 - *sensitivity* of a perturbation = mean |Δ| / SD divided by the mean semantic change (1 − cosine similarity),
   the latter floored at ``semantic_floor`` so that edits invisible to the embedding model do not divide by ~0:
   reward change per unit of meaning change. Ranked per RM across perturbations (highest = most sensitive).
-- *robustness score* (the paper's π): a linear-probability (or logit) regression, over the included pairs that
-  agree before and are decided after, of "became misaligned" on per-side feature flips: for every feature f of
-  the set and perturbed side s, Δ = enc(original) − enc(variant) (booleans 0/1, categories by their codes,
-  numbers by the sign of the difference), one dummy per non-zero level of Δ (level 0 is the reference), an
-  intercept; HC3 standard errors (logit: the usual MLE ones); p-values adjusted over the dummies (Holm by default).
+- *robustness score* (the paper's π): a linear-probability (or logit) regression of "became misaligned"
+  (agreed before, does not agree after) on per-side feature flips: for every feature f of the set and
+  perturbed side s, Δ = enc(original) − enc(variant) (booleans 0/1, categories by their codes, numbers by
+  the sign of the difference), one dummy per non-zero level of Δ (level 0 is the reference), an intercept;
+  HC3 standard errors (logit: the usual MLE ones); p-values adjusted over the dummies (Holm by default).
+  The population (``population``) is ``all`` (default, the paper's estimand as its tables read: every
+  included pair decided before and after under the tie rule; a pair not aligned before has outcome 0) or
+  ``aligned-before`` (only those that agreed before: the conditional risk of a flip).
 """
 
 from __future__ import annotations
@@ -40,7 +47,8 @@ from typing import Any
 
 import numpy as np
 
-from seal.analysis.resistance import shift_angles
+from seal.analysis.angles import ANGLE_DEFINITION, angle_population
+from seal.analysis.resistance import DEFAULT_TIE_RULE, check_tie_rule
 from seal.analysis.stats import (
     DEFAULT_CONFIDENCE,
     Proportion,
@@ -65,24 +73,29 @@ CORRECTIONS = ("holm", "bonferroni", "bh", "none")
 SEMANTIC_FLOOR = 0.01
 TEXT_TERMS = 12  # robustness-score terms shown in the text rendering (all are in the JSON)
 MIN_FLIPS = 5  # a flip dummy needs this many pairs to enter the robustness-score regression
+POPULATIONS = ("all", "aligned-before")
+DEFAULT_POPULATION = "all"
 
 DEFINITIONS = {
     "usable_variant": "rewritten (not failed), scored by this RM and, unless include_dissimilar, with similarity "
     ">= the perturbation's min_similarity",
     "included_pairs": "finite original scores, not identical_responses, every perturbed side has a usable variant",
     "after": "each perturbed side's score replaced by its variant's score; an unperturbed side keeps its own",
-    "agreement": "agree / decided over the included pairs, agree = chosen > rejected (strict), ties apart; "
-    "Wilson intervals",
-    "flips": "over pairs decided before and after: became_misaligned b (agree -> disagree), became_aligned c "
-    "(disagree -> agree); exact McNemar on (b, c)",
+    "ties": "the tie rule of `seal resistance`: exclude (default) = exact ties are their own category, never "
+    "disagreement; disagree = the paper's strict counting, a tie counts as disagreement",
+    "agreement": "agree / decided over the included pairs, agree = chosen > rejected (strict); decided = agree + "
+    "disagree (tie rule exclude) or every included pair (disagree); Wilson intervals",
+    "flips": "over pairs decided before and after (every included pair under tie rule disagree): "
+    "became_misaligned b (agree -> disagree), became_aligned c (disagree -> agree); exact McNemar on (b, c)",
     "reward_change": "delta = r(variant) - r(original) per usable variant text; normalised by the RM's reward SD "
     "over every original text of every scored pair in the store",
-    "shift": "theta = atan2(u_r*v_c - u_c*v_r, u . v) in degrees, u = (chosen, rejected) before, v = after; "
-    "positive = turned towards the chosen response; zero vectors excluded",
+    "shift": f"{ANGLE_DEFINITION}; u = (chosen, rejected) before, v = after; zero vectors excluded (counted)",
     "sensitivity": "mean |delta| / SD divided by max(mean(1 - similarity), semantic_floor): reward change per unit "
     "of semantic change; ranked per RM, highest first",
-    "robustness_score": "OLS linear probability (or logit) of became_misaligned over included pairs that agree "
-    "before and are decided after, on dummies of per-side feature flips delta = enc(original) - enc(variant) "
+    "robustness_score": "OLS linear probability (or logit) of became_misaligned (agreed before, does not agree "
+    "after) over the population: all (default; every included pair decided before and after under the tie rule, "
+    "a pair not aligned before has outcome 0, the paper's estimand) or aligned-before (only pairs that agreed "
+    "before), on dummies of per-side feature flips delta = enc(original) - enc(variant) "
     "(one per non-zero level; numbers by sign), intercept; a dummy is left out (and listed) when fewer than "
     "min_flips pairs have it, when fewer than min_flips pairs lack it or lack any flip of that feature and side, "
     "or when it is collinear with earlier ones; HC3 SEs for OLS (HC1 where HC3 is undefined); p adjusted over "
@@ -129,6 +142,8 @@ class RobustnessScore:
     estimator: str | None = None  # lpm | logit
     cov_type: str | None = None
     correction: str | None = None
+    population: str = DEFAULT_POPULATION  # all | aligned-before
+    tie_rule: str = DEFAULT_TIE_RULE
     formula: str | None = None
     n: int = 0
     outcome_rate: float | None = None
@@ -287,7 +302,8 @@ class RobustnessResult:
                     "excluded": r.coverage.get("pairs_with_variants", 0) - r.coverage.get("included", 0),
                 }
             )
-        lines += ["agreement before / after", table(agreement_rows), ""]
+        tie_rule = self.options.get("ties", DEFAULT_TIE_RULE)
+        lines += [f"agreement before / after (tie rule {tie_rule})", table(agreement_rows), ""]
         flip_rows = []
         for r in self.results:
             if r.flips is None:
@@ -322,9 +338,11 @@ class RobustnessResult:
                     continue
                 lines.append(
                     f"{head} × features_{score.feature_set}: {score.estimator}, {score.cov_type} SEs, "
-                    f"{score.correction} correction, N={score.n}, outcome rate {score.outcome_rate:.3f}, "
-                    f"R²={_fmt(score.r2)}"
+                    f"{score.correction} correction, population {score.population} (tie rule {score.tie_rule}), "
+                    f"N={score.n}, outcome rate {score.outcome_rate:.3f}, R²={_fmt(score.r2)}"
                 )
+                if score.formula:
+                    lines.append(f"  {score.formula}")
                 shown = sorted(score.coefficients[1:], key=lambda c: c.pvalue if c.pvalue == c.pvalue else 2.0)
                 rows = [score.coefficients[0], *shown[:TEXT_TERMS]]
                 cells = [
@@ -364,10 +382,10 @@ def _latest(store: Store, stage: str, name: str) -> dict[str, Any] | None:
     return runs[-1] if runs else None
 
 
-def _agreement(c: np.ndarray, r: np.ndarray, confidence: float) -> StateAgreement:
+def _agreement(c: np.ndarray, r: np.ndarray, confidence: float, ties_rule: str = DEFAULT_TIE_RULE) -> StateAgreement:
     agree = int(np.count_nonzero(c > r))
-    disagree = int(np.count_nonzero(c < r))
     ties = int(np.count_nonzero(c == r))
+    disagree = int(np.count_nonzero(c < r)) + (ties if ties_rule == "disagree" else 0)
     return StateAgreement(agree, disagree, ties, agree + disagree, proportion(agree, agree + disagree, confidence))
 
 
@@ -394,10 +412,16 @@ def robustness(
     correction: str = "holm",
     confidence: float = DEFAULT_CONFIDENCE,
     semantic_floor: float = SEMANTIC_FLOOR,
+    population: str = DEFAULT_POPULATION,
+    ties: str = DEFAULT_TIE_RULE,
 ) -> RobustnessResult:
-    """Robustness of every scored RM (or `model`) to every perturbation (or `method`) in the store."""
+    """Robustness of every scored RM (or `model`) to every perturbation (or `method`) in the store.
+    `population` is the robustness score's (all | aligned-before), `ties` the tie rule (exclude | disagree)."""
     t0 = time.perf_counter()
     store.require()
+    check_tie_rule(ties)
+    if population not in POPULATIONS:
+        raise SealError(f"unknown population `{population}`", hint=f"use one of: {', '.join(POPULATIONS)}")
     if estimator not in ("lpm", "logit"):
         raise SealError(f"unknown estimator `{estimator}`", hint="use lpm or logit")
     if correction not in CORRECTIONS:
@@ -441,6 +465,8 @@ def robustness(
                     correction=correction,
                     confidence=confidence,
                     semantic_floor=semantic_floor,
+                    population=population,
+                    ties=ties,
                 )
             )
     return RobustnessResult(
@@ -456,6 +482,8 @@ def robustness(
             "correction": correction,
             "confidence": confidence,
             "semantic_floor": semantic_floor,
+            "population": population,
+            "ties": ties,
         },
         results=results,
         seconds=round(time.perf_counter() - t0, 3),
@@ -500,6 +528,8 @@ def _one(
     correction: str,
     confidence: float,
     semantic_floor: float,
+    population: str = DEFAULT_POPULATION,
+    ties: str = DEFAULT_TIE_RULE,
 ) -> MethodResult:
     from seal.annotate.perturb.core import vscore_status
 
@@ -589,9 +619,9 @@ def _one(
         return out
 
     bc, br, ac, ar = (np.asarray(x, dtype=np.float64) for x in (before_c, before_r, after_c, after_r))
-    before = _agreement(bc, br, confidence)
-    after = _agreement(ac, ar, confidence)
-    decided = (bc != br) & (ac != ar)
+    before = _agreement(bc, br, confidence, ties)
+    after = _agreement(ac, ar, confidence, ties)
+    decided = (bc != br) & (ac != ar) if ties == "exclude" else np.ones(bc.size, bool)
     agree_b, agree_a = bc > br, ac > ar
     b = int(np.count_nonzero(decided & agree_b & ~agree_a))
     c = int(np.count_nonzero(decided & ~agree_b & agree_a))
@@ -620,11 +650,11 @@ def _one(
         reward["mean_abs_change_sd"] = None
     reward["changed_sign_share"] = float(np.mean(np.sign(to) != np.sign(tv))) if to.size else None
 
-    theta = shift_angles(bc, br, ac, ar)
+    theta, left_out = angle_population(bc, br, ac, ar)  # identical pairs never reach here (not included)
     shift = {
         "angle_degrees": describe(theta).to_json(),
         "abs_angle_degrees": describe(np.abs(theta)).to_json(),
-        "excluded_zero_vectors": int(np.count_nonzero(np.isnan(theta))),
+        "excluded_zero_vectors": left_out["zero_vectors"],
     }
 
     semantic = 1.0 - np.clip(ts, -1.0, 1.0)
@@ -638,19 +668,22 @@ def _one(
     if reward["mean_abs_change_sd"] is not None and semantic.size:
         sensitivity = reward["mean_abs_change_sd"] / max(float(semantic.mean()), semantic_floor)
 
+    at_risk = decided & agree_b if population == "aligned-before" else decided
     scores = _robustness_scores(
         store,
         columns,
         name,
         included_ids,
-        agree_b & decided,
-        ~agree_a,
+        at_risk,
+        agree_b & ~agree_a,
         perturbed_sides,
         feature_set=feature_set,
         estimator=estimator,
         min_flips=min_flips,
         correction=correction,
         confidence=confidence,
+        population=population,
+        ties=ties,
     )
     return MethodResult(
         model=alias,
@@ -726,6 +759,8 @@ def _robustness_scores(
     min_flips: int,
     correction: str,
     confidence: float,
+    population: str = DEFAULT_POPULATION,
+    ties: str = DEFAULT_TIE_RULE,
 ) -> list[RobustnessScore]:
     prefix = f"{VFEATURES_PREFIX}{name}__"
     sets = sorted(c.removeprefix(prefix) for c in columns if c.startswith(prefix))
@@ -769,6 +804,8 @@ def _robustness_scores(
                 min_flips=min_flips,
                 correction=correction,
                 confidence=confidence,
+                population=population,
+                ties=ties,
             )
         )
     return out
@@ -804,7 +841,11 @@ def _fit_score(
     min_flips: int,
     correction: str,
     confidence: float,
+    population: str = DEFAULT_POPULATION,
+    ties: str = DEFAULT_TIE_RULE,
 ) -> RobustnessScore:
+    """Fit π over the pairs with `at_risk` True (the population); the outcome `misaligned_after` is
+    "became misaligned" (agreed before, does not agree after), 0 for a pair not aligned before."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -814,9 +855,14 @@ def _fit_score(
         pid: float(m) for pid, m, risk in zip(ids, misaligned_after.tolist(), at_risk.tolist(), strict=True) if risk
     }
     base = RobustnessScore(False, None, set_name, estimator, "HC3" if estimator == "lpm" else "nonrobust", correction)
+    base.population, base.tie_rule = population, ties
     base.min_flips = min_flips
     if not risk_ids:
-        base.reason = "no included pair agrees before and is decided after"
+        base.reason = (
+            "no included pair agrees before and is decided after"
+            if population == "aligned-before"
+            else "no included pair is decided before and after"
+        )
         return base
     tab = (
         store.pairs()
@@ -862,7 +908,7 @@ def _fit_score(
     base.dropped_rows = dropped
     n = len(y)
     if n == 0:
-        base.reason = "no pair at risk has labels of both the original and the variant"
+        base.reason = "no pair of the population has labels of both the original and the variant"
         return base
     terms, cols, meta = [], [], []
     for (fname, side), ds in deltas.items():
@@ -902,7 +948,7 @@ def _fit_score(
         base.reason = f"too few pairs ({n}) for {len(terms)} regressors"
         return base
     if yv.min() == yv.max():
-        base.reason = f"the outcome does not vary (every one of the {n} pairs at risk {'flipped' if yv[0] else 'held'})"
+        base.reason = f"the outcome does not vary (every one of the {n} pairs {'flipped' if yv[0] else 'held'})"
         return base
     import statsmodels.api as sm
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from seal.analysis.regimes import gamma_regime_table
-from seal.analysis.resistance import resistance
+from seal.analysis.resistance import DEFAULT_TIE_RULE, TIE_RULES, resistance
 from seal.annotate.import_scores import import_scores
 from seal.annotate.models import ROLES
 from seal.commands.common import emit_json, get_store, json_option
@@ -81,6 +81,14 @@ def import_scores_command(
     help="Cross-tab the regimes with the labeler's preference γ from these target features, most important "
     "first (e.g. harmless,helpful).",
 )
+@click.option(
+    "--ties",
+    type=click.Choice(TIE_RULES),
+    default=DEFAULT_TIE_RULE,
+    show_default=True,
+    help="One rule for every block: exclude = ties and identical responses are their own categories, never "
+    "disagreement; disagree = the paper's strict counting (chosen > rejected, anything else disagrees).",
+)
 @json_option
 @click.pass_context
 def resistance_command(
@@ -91,28 +99,33 @@ def resistance_command(
     by: str | None,
     confidence: float,
     labeler_regime: str | None,
+    ties: str,
     json_: bool,
 ) -> None:
     """How often an RM prefers the human-chosen response, and how that changed from a control RM.
 
     Agreement (chosen > rejected) over decided pairs with Wilson intervals, ties and identical responses
-    as their own categories; with a control: the four regimes (stayed aligned, got aligned, resists,
-    reversed) with an exact McNemar test, the reward-vector shift angle and quadrants; margins per RM.
+    as their own categories (--ties disagree: counted as disagreement, as the paper did); with a control:
+    the four regimes (stayed aligned, got aligned, resists, reversed) with an exact McNemar test, the
+    reward-vector shift angle θ (counter-clockwise positive, as the paper) and quadrants; margins per RM.
 
     \b
     Examples:
       seal resistance
       seal resistance --model post --control pre --by dataset --json
       seal resistance --labeler-regime harmless,helpful
+      seal resistance --ties disagree      # the paper's strict counting
     """
     if no_control and control:
         raise click.UsageError("--control and --no-control exclude each other")
     store = get_store(ctx)
-    result = resistance(store, model, control, by, use_control=not no_control, confidence=confidence)
+    result = resistance(store, model, control, by, use_control=not no_control, confidence=confidence, ties=ties)
     table = None
     if labeler_regime:
         control_alias = result.control.alias if result.control else None
-        table = gamma_regime_table(store, result.model.alias, control_alias, labeler_regime, confidence=confidence)
+        table = gamma_regime_table(
+            store, result.model.alias, control_alias, labeler_regime, confidence=confidence, ties=ties
+        )
     if json_:
         payload = result.to_json()
         if table is not None:
