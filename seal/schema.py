@@ -11,7 +11,9 @@ import pyarrow as pa
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 
 FLAG_NAMES = ("identical_responses", "context_mismatch", "duplicate_in_source", "empty_response")
-FLAGS = pa.struct([(name, pa.bool_()) for name in FLAG_NAMES])
+# Set on stored pairs by a later `seal ingest --on-change update` (not by the ingest that adds a pair).
+UPDATE_FLAG_NAMES = ("removed_from_source",)
+FLAGS = pa.struct([(name, pa.bool_()) for name in FLAG_NAMES + UPDATE_FLAG_NAMES])
 
 PAIRS = pa.schema(
     [

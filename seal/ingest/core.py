@@ -1,4 +1,4 @@
-"""Ingest: read a source, adapt each record to a canonical pair, and add new pairs to the store.
+"""Ingest: read a source, adapt each record to canonical pairs, and add new pairs to the store.
 
 Everything is read and parsed before anything is written, so a source that fails as a whole (a
 truncated gzip, an unknown format, a bad --map) leaves the store exactly as it was.
@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-import itertools
-import json
 import os
-import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -25,24 +22,18 @@ import pyarrow.compute as pc
 
 from seal import schema
 from seal.errors import SourceError
-from seal.ingest.formats import (
-    ADAPTERS,
-    FORMATS,
-    ColumnMap,
-    RowProblem,
-    check_columns,
-    check_mapped_columns,
-    detect_format,
-    parse_label_map,
-    parse_map_options,
-)
-from seal.ingest.readers import SNIPPET_CHARS, RawRow, Source, open_source, suffix_of
+from seal.ingest.adapt import adapt_all
+from seal.ingest.builder import AGREEMENT, content_hash, pair_id_for
+from seal.ingest.mapping import FORMATS, ColumnMap, build_column_map
+from seal.ingest.readers import MAX_ROW_BYTES, RawRow, Source, open_source, suffix_of
+from seal.ingest.update import ON_CHANGE, apply_update, without_present
 from seal.progress import progress_bar
 from seal.recipe import Recipe
 from seal.store import RunRecord, Store, new_run_id, now_utc
 
-CHUNK_ROWS = 20_000
-DETECT_ROWS = 100  # records read to detect the format and check the columns
+__all__ = ["IngestResult", "content_hash", "ingest", "ingest_recipe", "pair_id_for"]
+
+UNUSED_SHOWN = 8  # unused columns named in the warning line (all of them are in the JSON)
 
 
 @dataclass
@@ -62,6 +53,10 @@ class IngestResult:
     pairs_version: int | None
     seconds: float
     recipe: dict[str, Any] = field(default_factory=dict)
+    skipped_pairs: dict[str, int] = field(default_factory=dict)
+    unused_columns: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    update: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,16 +77,6 @@ def default_dataset_name(source: Source, split: str | None, subset: str | None, 
     return stem
 
 
-def pair_id_for(dataset: str, key: str) -> str:
-    """Stable id of a pair: the dataset name and the row's key in its source."""
-    return hashlib.sha256(f"{dataset}\x1f{key}".encode("utf-8", "surrogatepass")).hexdigest()[:24]
-
-
-def content_hash(context: list[dict[str, str]], chosen: str, rejected: str) -> str:
-    payload = json.dumps([context, chosen, rejected], ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(payload.encode()).hexdigest()[:24]
-
-
 def _limited(rows: Iterator[RawRow], limit: int | None) -> Iterator[RawRow]:
     for i, row in enumerate(rows):
         if limit is not None and i >= limit:
@@ -99,109 +84,20 @@ def _limited(rows: Iterator[RawRow], limit: int | None) -> Iterator[RawRow]:
         yield row
 
 
-def _sampled(rows: Iterable[RawRow], n: int, seed: int) -> list[RawRow]:
-    """A seeded sample of n rows that depends only on the row keys, not on reading order."""
+def _sampled(rows: Iterable[RawRow], n: int, seed: int) -> tuple[list[RawRow], int]:
+    """A seeded sample of n rows that depends only on the row keys, not on reading order; and how
+    many rows there were to sample from."""
     heap: list[tuple[int, int, RawRow]] = []
+    total = 0
     for row in rows:
+        total += 1
         rank = int.from_bytes(hashlib.blake2b(f"{seed}\x1f{row.key}".encode(), digest_size=8).digest(), "big")
         item = (-rank, row.index, row)
         if len(heap) < n:
             heapq.heappush(heap, item)
         elif item > heap[0]:
             heapq.heapreplace(heap, item)
-    return sorted((item[2] for item in heap), key=lambda r: r.index)
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _text_problem(canonical: Any) -> tuple[str, str] | None:
-    """A reason to quarantine a pair whose texts cannot be stored or used as text."""
-    texts = [canonical.chosen, canonical.rejected, canonical.chosen_raw, canonical.rejected_raw]
-    texts += [m["content"] for m in canonical.context]
-    if any("\x00" in t for t in texts):
-        return "nul_byte", "the text holds NUL (\\x00) characters"
-    if any(_SURROGATE.search(t) for t in texts):
-        return "invalid_unicode", "the text holds a lone surrogate (e.g. \\ud800), which is not valid Unicode"
-    return None
-
-
-def _safe(text: str) -> str:
-    """Text that can be stored: lone surrogates become U+FFFD."""
-    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
-
-
-class _Builder:
-    """Collects canonical pairs and quarantined rows into Arrow chunks."""
-
-    def __init__(self, dataset: str, source: str, fmt: str, run_id: str):
-        self.dataset, self.source, self.fmt, self.run_id = dataset, source, fmt, run_id
-        self.chunks: list[pa.Table] = []
-        self.rows: dict[str, list[Any]] = {name: [] for name in schema.PAIRS.names}
-        self.quarantine: list[dict[str, Any]] = []
-        self.seen_hashes: set[str] = set()
-        self.seen_ids: set[str] = set()
-
-    def add_pair(self, row: RawRow, key: str, canonical: Any) -> None:
-        pair_id = pair_id_for(self.dataset, key)
-        if pair_id in self.seen_ids:
-            self.add_problem(row, "duplicate_key", f"the key `{key}` appears more than once in the source")
-            return
-        self.seen_ids.add(pair_id)
-        digest = content_hash(canonical.context, canonical.chosen, canonical.rejected)
-        duplicate = digest in self.seen_hashes
-        self.seen_hashes.add(digest)
-        values = {
-            "pair_id": pair_id,
-            "dataset": self.dataset,
-            "source": self.source,
-            "source_index": row.index,
-            "source_key": key,
-            "format": self.fmt,
-            "context": canonical.context,
-            "chosen": canonical.chosen,
-            "rejected": canonical.rejected,
-            "chosen_raw": canonical.chosen_raw,
-            "rejected_raw": canonical.rejected_raw,
-            "content_hash": digest,
-            "flags": {
-                "identical_responses": canonical.chosen == canonical.rejected,
-                "context_mismatch": canonical.context_mismatch,
-                "duplicate_in_source": duplicate,
-                "empty_response": not canonical.chosen or not canonical.rejected,
-            },
-            "ingest_run": self.run_id,
-        }
-        for name, value in values.items():
-            self.rows[name].append(value)
-        if len(self.rows["pair_id"]) >= CHUNK_ROWS:
-            self.flush()
-
-    def add_problem(self, row: RawRow, reason: str, detail: str, snippet: str | None = None) -> None:
-        if snippet is None:
-            snippet = row.snippet or (json.dumps(row.record, ensure_ascii=False, default=str) if row.record else "")
-        self.quarantine.append(
-            {
-                "dataset": self.dataset,
-                "source": self.source,
-                "source_key": _safe(row.key),
-                "reason": reason,
-                "detail": _safe(detail),
-                "snippet": _safe(snippet[:SNIPPET_CHARS]),
-                "run_id": self.run_id,
-            }
-        )
-
-    def flush(self) -> None:
-        if self.rows["pair_id"]:
-            self.chunks.append(pa.Table.from_pydict(self.rows, schema=schema.PAIRS))
-            self.rows = {name: [] for name in schema.PAIRS.names}
-
-    def pairs(self) -> pa.Table:
-        self.flush()
-        if not self.chunks:
-            return schema.PAIRS.empty_table()
-        return pa.concat_tables(self.chunks)
+    return sorted((item[2] for item in heap), key=lambda r: r.index), total
 
 
 def ingest_recipe(
@@ -218,10 +114,22 @@ def ingest_recipe(
     limit: int | None = None,
     sample: int | None = None,
     seed: int = 0,
+    label_from: str | Sequence[str] | None = None,
+    label_agg: str = "majority",
+    pairs: str | None = None,
+    max_row_bytes: int = MAX_ROW_BYTES,
 ) -> Recipe:
     """The recipe an ingest with these options would record (validates the options)."""
     recipe, _, _ = _prepare(
-        source, dataset, loader, fmt, column_map, label_map, split, subset, data_dir, revision, limit, sample, seed
+        source,
+        dataset,
+        loader,
+        fmt,
+        build_column_map(column_map, label_map, label_from, label_agg, pairs, seed),
+        {"split": split, "subset": subset, "data_dir": data_dir, "revision": revision},
+        limit,
+        sample,
+        max_row_bytes,
     )
     return recipe
 
@@ -231,30 +139,24 @@ def _prepare(
     dataset: str | None,
     loader: str,
     fmt: str,
-    column_map: Sequence[str],
-    label_map: Sequence[str],
-    split: str | None,
-    subset: str | None,
-    data_dir: str | None,
-    revision: str | None,
+    mapping: ColumnMap,
+    hub: dict[str, str | None],
     limit: int | None,
     sample: int | None,
-    seed: int,
+    max_row_bytes: int,
 ) -> tuple[Recipe, Source, ColumnMap]:
     if fmt != "auto" and fmt not in FORMATS:
         raise SourceError(f"unknown format `{fmt}`", hint=f"use auto or one of {', '.join(FORMATS)}")
     if loader not in ("auto", "files", "datasets"):
         raise SourceError(f"unknown loader `{loader}`", hint="use auto, files or datasets")
-    for value, flag in ((limit, "--limit"), (sample, "--sample")):
+    for value, flag in ((limit, "--limit"), (sample, "--sample"), (max_row_bytes, "--max-row-bytes")):
         if value is not None and value <= 0:
-            raise SourceError(f"{flag} must be a positive number of rows")
-    mapping = ColumnMap(parse_map_options(column_map), parse_label_map(label_map))
+            raise SourceError(f"{flag} must be a positive number")
     if mapping.labels and fmt not in ("auto", "pairwise"):
         raise SourceError("--label-map only applies to --format pairwise")
     source = os.fspath(source)
-    src = open_source(source, loader, split=split, subset=subset, data_dir=data_dir, revision=revision)
-    hub_values = {"--split": split, "--subset": subset, "--data-dir": data_dir, "--revision": revision}
-    hub_only = [flag for flag, value in hub_values.items() if value is not None]
+    src = open_source(source, loader, max_row_bytes=max_row_bytes, **hub)
+    hub_only = [f"--{k.replace('_', '-')}" for k, value in hub.items() if value is not None]
     if src.kind != "datasets" and hub_only:
         raise SourceError(
             f"{', '.join(hub_only)} only apply to the datasets loader, and {source} is read as local files",
@@ -262,23 +164,28 @@ def _prepare(
         )
     local = Path(source).expanduser()
     location = str(local.resolve()) if src.kind != "datasets" or local.exists() else source
+    given = {**mapping.columns, **{k: t.source for k, t in mapping.templates.items()}}
+    params: dict[str, Any] = {
+        "source": location,
+        "loader": src.kind,
+        "format": fmt,
+        "map": dict(sorted(given.items())),
+        "label_map": dict(sorted(mapping.labels.items())),
+        **hub,
+        "limit": limit,
+        "sample": sample,
+        "seed": mapping.seed if (sample or mapping.pairs == "best-random") else None,
+    }
+    # Options added later are recorded only when used, so earlier ingests keep their fingerprints.
+    if mapping.label_from:
+        params["label_from"] = list(mapping.label_from)
+        params["label_agg"] = mapping.label_agg
+    if mapping.pairs is not None:
+        params["pairs"] = mapping.pairs
+    if max_row_bytes != MAX_ROW_BYTES:
+        params["max_row_bytes"] = max_row_bytes
     recipe = Recipe(
-        "ingest",
-        dataset or default_dataset_name(src, split, subset, data_dir),
-        {
-            "source": location,
-            "loader": src.kind,
-            "format": fmt,
-            "map": dict(sorted(mapping.columns.items())),
-            "label_map": dict(sorted(mapping.labels.items())),
-            "split": split,
-            "subset": subset,
-            "data_dir": data_dir,
-            "revision": revision,
-            "limit": limit,
-            "sample": sample,
-            "seed": seed if sample else None,
-        },
+        "ingest", dataset or default_dataset_name(src, hub["split"], hub["subset"], hub["data_dir"]), params
     )
     return recipe, src, mapping
 
@@ -296,76 +203,132 @@ def ingest(
     loader: str = "auto",
     column_map: Sequence[str] = (),
     label_map: Sequence[str] = (),
+    label_from: str | Sequence[str] | None = None,
+    label_agg: str = "majority",
+    pairs: str | None = None,
     limit: int | None = None,
     sample: int | None = None,
     seed: int = 0,
+    max_row_bytes: int = MAX_ROW_BYTES,
+    on_change: str = "refuse",
+    prune: bool = False,
     show_progress: bool = False,
 ) -> IngestResult:
     """Ingest a preference dataset into the store; see `seal ingest --help` for the options."""
     started, t0 = now_utc(), time.perf_counter()
     source = os.fspath(source)
-    recipe, src, mapping = _prepare(
-        source, name, loader, fmt, column_map, label_map, split, subset, data_dir, revision, limit, sample, seed
-    )
+    if on_change not in ON_CHANGE:
+        raise SourceError(f"unknown --on-change `{on_change}`", hint=f"use {' or '.join(ON_CHANGE)}")
+    if prune and on_change != "update":
+        raise SourceError("--prune only applies with --on-change update", hint="add --on-change update")
+    mapping = build_column_map(column_map, label_map, label_from, label_agg, pairs, seed)
+    hub = {"split": split, "subset": subset, "data_dir": data_dir, "revision": revision}
+    recipe, src, mapping = _prepare(source, name, loader, fmt, mapping, hub, limit, sample, max_row_bytes)
+    if prune and (limit or sample):
+        raise SourceError("--prune needs the whole source", hint="drop --limit / --sample, or drop --prune")
     dataset = recipe.name
     run_id = new_run_id()
+    warnings: list[str] = []
 
     raw_rows: Iterable[RawRow] = _limited(src.rows(), limit)
     with progress_bar(show_progress, desc=f"Reading {dataset}", unit="rows") as bar, _datasets_bars(show_progress):
         raw_rows = bar.wrap(raw_rows)
         if sample is not None:
-            raw_rows = _sampled(raw_rows, sample, seed)
-        builder, read, chosen_fmt, reason = _adapt_all(
-            raw_rows, dataset, recipe.params["source"], fmt, mapping, run_id, shown=source
-        )
-    pairs = builder.pairs()
-
-    new_pairs = _without_present(store, dataset, pairs, shown=source)
+            raw_rows, total = _sampled(raw_rows, sample, seed)
+            if total <= sample:
+                warnings.append(f"sampled all {total:,} rows (--sample {sample:,} is not fewer than the source holds)")
+        adapted = adapt_all(raw_rows, dataset, recipe.params["source"], fmt, mapping, run_id, shown=source)
+    builder = adapted.builder
+    pairs_table = builder.pairs()
+    unused = [{"column": c, "rows": n} for c, n in sorted(adapted.unused.items(), key=lambda kv: (-kv[1], kv[0]))]
+    if unused:
+        warnings.append(_unused_warning(unused))
     quarantine = _new_quarantine(store, builder.quarantine)
+    extra = [AGREEMENT] if AGREEMENT.name in pairs_table.column_names else []
 
-    version = None
-    if new_pairs.num_rows:
-        version = store.add_pairs(new_pairs)
+    update = None
+    if on_change == "update":
+        if extra:
+            store.ensure_columns(extra)
+        report, version = apply_update(
+            store, dataset, recipe.params["source"], pairs_table, run_id, not (limit or sample), prune
+        )
+        update = report.to_json()
+        if report.note:
+            warnings.append(report.note)
+        written, present = report.new, pairs_table.num_rows - report.new
+    else:
+        new_pairs = without_present(store, dataset, pairs_table, shown=source)
+        if extra and new_pairs.num_rows:
+            store.ensure_columns(extra)
+        version = store.add_pairs(new_pairs) if new_pairs.num_rows else None
+        written, present = new_pairs.num_rows, pairs_table.num_rows - new_pairs.num_rows
     if quarantine:
         store.add_quarantine(pa.Table.from_pylist(quarantine, schema=schema.QUARANTINE))
     reasons = Counter(q["reason"] for q in builder.quarantine)
-    flags_table = pairs.column("flags").combine_chunks() if pairs.num_rows else None
-    flags = {
-        flag: (int(pc.sum(flags_table.field(flag)).as_py() or 0) if flags_table is not None else 0)
-        for flag in schema.FLAG_NAMES
-    }
     result = IngestResult(
         dataset=dataset,
-        format=chosen_fmt,
-        format_reason=reason,
-        read=read,
-        ingested=new_pairs.num_rows,
-        already_present=pairs.num_rows - new_pairs.num_rows,
+        format=adapted.fmt,
+        format_reason=adapted.reason,
+        read=adapted.read,
+        ingested=written,
+        already_present=present,
         quarantined=len(builder.quarantine),
         quarantine_reasons=dict(sorted(reasons.items())),
-        flags=flags,
+        flags=_flag_counts(pairs_table),
         run_id=run_id if (version is not None or quarantine) else None,
         pairs_version=version,
         seconds=round(time.perf_counter() - t0, 3),
         recipe=recipe.to_dict(),
+        skipped_pairs=dict(sorted(builder.skipped.items())),
+        unused_columns=unused,
+        warnings=warnings,
+        update=update,
     )
     if result.run_id is not None:
-        store.record_run(
-            RunRecord(
-                run_id=run_id,
-                stage="ingest",
-                name=dataset,
-                fingerprint=recipe.fingerprint(),
-                recipe=recipe.to_dict(),
-                provenance={"files": [str(p) for p in src.files], "counts": _counts(result)},
-                status="done",
-                rows_written=new_pairs.num_rows,
-                pairs_version=version,
-                started_at=started,
-                finished_at=now_utc(),
-            )
-        )
+        _record(store, result, recipe, src, on_change, started)
     return result
+
+
+def _flag_counts(pairs: pa.Table) -> dict[str, int]:
+    """Pairs with each ingest flag set."""
+    flags = pairs.column("flags").combine_chunks() if pairs.num_rows else None
+    return {
+        flag: (int(pc.sum(flags.field(flag)).as_py() or 0) if flags is not None else 0) for flag in schema.FLAG_NAMES
+    }
+
+
+def _unused_warning(unused: list[dict[str, Any]]) -> str:
+    named = ", ".join(f"`{u['column']}` ({u['rows']:,} rows)" for u in unused[:UNUSED_SHOWN])
+    more = f" and {len(unused) - UNUSED_SHOWN} more" if len(unused) > UNUSED_SHOWN else ""
+    return (
+        f"{len(unused)} non-empty source column{'s are' if len(unused) > 1 else ' is'} used by no mapping: "
+        f"{named}{more} (map them with --map, e.g. --map key=COLUMN or a prompt template "
+        "--map 'prompt={instruction}\\n\\n{input}')"
+    )
+
+
+def _record(store: Store, result: IngestResult, recipe: Recipe, src: Source, on_change: str, started: Any) -> None:
+    """Record the ingest in `runs` (what an update did is provenance, not recipe)."""
+    provenance: dict[str, Any] = {"files": [str(p) for p in src.files], "counts": _counts(result)}
+    if result.update is not None:
+        provenance["on_change"] = on_change
+        provenance["update"] = result.update
+    store.record_run(
+        RunRecord(
+            run_id=result.run_id,  # type: ignore[arg-type]
+            stage="ingest",
+            name=result.dataset,
+            fingerprint=recipe.fingerprint(),
+            recipe=recipe.to_dict(),
+            provenance=provenance,
+            status="done",
+            rows_written=result.ingested,
+            pairs_version=result.pairs_version,
+            started_at=started,
+            finished_at=now_utc(),
+        )
+    )
 
 
 @contextmanager
@@ -385,26 +348,6 @@ def _datasets_bars(enabled: bool) -> Iterator[None]:
             datasets.enable_progress_bars()
 
 
-def _without_present(store: Store, dataset: str, pairs: pa.Table, shown: str) -> pa.Table:
-    """The pairs not yet in the store. A pair id already present with other content means two sources
-    share row keys under one dataset name (or the file changed): refuse rather than skip silently."""
-    existing = store.pair_contents(dataset)
-    if not existing.num_rows:
-        return pairs
-    ids = pairs.select(["pair_id", "content_hash"])
-    both = ids.join(existing, keys="pair_id", join_type="inner", right_suffix="_stored")
-    clash = both.filter(pc.not_equal(both.column("content_hash"), both.column("content_hash_stored")))
-    if clash.num_rows:
-        example = clash.column("pair_id")[0].as_py()
-        raise SourceError(
-            f"{shown}: {clash.num_rows:,} rows have the same keys as different pairs already in dataset "
-            f"`{dataset}` (e.g. pair {example}): another source with the same file or split names, or a changed file",
-            hint="ingest it under another --name",
-        )
-    fresh = pc.invert(pc.is_in(pairs.column("pair_id"), value_set=existing.column("pair_id").combine_chunks()))
-    return pairs.filter(fresh)
-
-
 def _counts(result: IngestResult) -> dict[str, Any]:
     keys = ("read", "ingested", "already_present", "quarantined", "quarantine_reasons", "format")
     return {k: getattr(result, k) for k in keys}
@@ -422,72 +365,3 @@ def _new_quarantine(store: Store, rows: list[dict[str, Any]]) -> list[dict[str, 
     )
     seen = set(zip(known.column("source_key").to_pylist(), known.column("reason").to_pylist(), strict=True))
     return [r for r in rows if (r["source_key"], r["reason"]) not in seen]
-
-
-def _adapt_all(
-    rows: Iterable[RawRow],
-    dataset: str,
-    source: str,
-    fmt: str,
-    mapping: ColumnMap,
-    run_id: str,
-    shown: str | None = None,
-) -> tuple[_Builder, int, str, str]:
-    """Adapt every raw row; the format is detected (and --map checked) on the first decodable records.
-
-    `source` is recorded with quarantined rows; `shown` (the source as the user wrote it) names it in errors.
-    """
-    shown = shown or source
-    rows = iter(rows)
-    head: list[RawRow] = []
-    records: list[dict[str, Any]] = []
-    for row in rows:
-        head.append(row)
-        if row.record is not None:
-            records.append(row.record)
-            if len(records) >= DETECT_ROWS:
-                break
-    if not records:
-        if not head:
-            raise SourceError(f"{shown}: no rows to ingest", hint="the source is empty")
-        first = head[0]
-        raise SourceError(
-            f"{shown}: none of the {len(head)} rows could be decoded "
-            f"(first problem at {first.key}: {first.problem[0]}, {first.problem[1]})",  # type: ignore[index]
-            hint="check that the file type matches its content",
-        )
-    reason = "given with --format"
-    try:
-        check_mapped_columns(records, mapping)
-        if fmt == "auto":
-            fmt, reason = detect_format(records, mapping)
-        check_columns(records, fmt, mapping)
-    except SourceError as err:
-        raise SourceError(f"{shown}: {err.message}", hint=err.hint) from None
-    adapter = ADAPTERS[fmt]
-    builder = _Builder(dataset, source, fmt, run_id)
-    key_column = mapping.columns.get("key")
-    read = 0
-    for row in itertools.chain(head, rows):
-        read += 1
-        if row.record is None:
-            builder.add_problem(row, *row.problem)  # type: ignore[misc]
-            continue
-        try:
-            canonical = adapter(row.record, mapping)
-        except RowProblem as problem:
-            builder.add_problem(row, problem.reason, problem.detail)
-            continue
-        problem = _text_problem(canonical)
-        if problem is not None:
-            builder.add_problem(row, *problem)
-            continue
-        key = row.key
-        if key_column is not None:
-            value = row.record.get(key_column)
-            if value is None or (isinstance(value, str) and not value.strip()):
-                builder.add_problem(row, "missing_value", f"the key column `{key_column}` is empty")
-                continue
-            key = f"{key_column}={value}"
-        builder.add_pair(row, key, canonical)
-    return builder, read, fmt, reason

@@ -22,6 +22,10 @@ import pyarrow as pa
 
 from seal.errors import SourceError
 
+# Rows above this size (a JSON line's bytes; a record's JSON or CSV text otherwise) are quarantined as
+# `row_too_large` instead of being read: one runaway row (a file saved on a single line, a generation that
+# never stopped) would otherwise take the memory of thousands and be truncated by every model anyway.
+# `seal ingest --max-row-bytes N` changes it.
 MAX_ROW_BYTES = 1_000_000
 SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet", ".csv")
 SNIPPET_CHARS = 300
@@ -62,16 +66,17 @@ class Source:
     kind: str  # "file", "folder", "datasets"
     files: list[Path] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
+    max_row_bytes: int = MAX_ROW_BYTES
 
     def rows(self) -> Iterator[RawRow]:
         if self.kind == "datasets":
-            yield from _datasets_rows(self.location, **self.options)
+            yield from _datasets_rows(self.location, limit=self.max_row_bytes, **self.options)
             return
         index = 0
         root = Path(self.location) if self.kind == "folder" else None
         for path in self.files:
             name = path.relative_to(root).as_posix() if root else path.name
-            for row in _file_rows(path, name):
+            for row in _file_rows(path, name, self.max_row_bytes):
                 yield RawRow(index, row.key, row.record, row.problem, row.snippet)
                 index += 1
 
@@ -92,6 +97,7 @@ def open_source(
     subset: str | None = None,
     data_dir: str | None = None,
     revision: str | None = None,
+    max_row_bytes: int = MAX_ROW_BYTES,
 ) -> Source:
     """Resolve a source string: an existing local path reads as files; anything else goes to `datasets`.
 
@@ -105,6 +111,7 @@ def open_source(
             location,
             "datasets",
             options={"split": split, "subset": subset, "data_dir": data_dir, "revision": revision},
+            max_row_bytes=max_row_bytes,
         )
     if not path.exists():
         raise SourceError(
@@ -119,13 +126,13 @@ def open_source(
                 f"the folder {location} holds no {'/'.join(SUFFIXES)} files (optionally .gz)",
                 hint="to load it as a Hugging Face dataset repo, pass --loader datasets",
             )
-        return Source(location, "folder", files=files)
+        return Source(location, "folder", files=files, max_row_bytes=max_row_bytes)
     suffix, _ = suffix_of(path)
     if suffix not in SUFFIXES:
         raise SourceError(
             f"unknown file type `{path.name}`", hint=f"seal reads {', '.join(SUFFIXES)} files, optionally .gz"
         )
-    return Source(location, "file", files=[path])
+    return Source(location, "file", files=[path], max_row_bytes=max_row_bytes)
 
 
 def _is_data_file(relative: Path) -> bool:
@@ -142,17 +149,17 @@ def _open_binary(path: Path, gz: bool) -> io.BufferedIOBase:
         raise SourceError(f"cannot open {path}: {one_line(err.strerror or err)}") from None
 
 
-def _file_rows(path: Path, name: str) -> Iterator[RawRow]:
+def _file_rows(path: Path, name: str, limit: int = MAX_ROW_BYTES) -> Iterator[RawRow]:
     suffix, gz = suffix_of(path)
     try:
         if suffix in (".jsonl", ".ndjson"):
-            yield from _jsonl_rows(path, name, gz)
+            yield from _jsonl_rows(path, name, gz, limit)
         elif suffix == ".json":
-            yield from _json_rows(path, name, gz)
+            yield from _json_rows(path, name, gz, limit)
         elif suffix == ".parquet":
-            yield from _parquet_rows(path, name, gz)
+            yield from _parquet_rows(path, name, gz, limit)
         else:
-            yield from _csv_rows(path, name, gz)
+            yield from _csv_rows(path, name, gz, limit)
     except (EOFError, gzip.BadGzipFile, zlib.error) as err:
         raise SourceError(
             f"{path}: corrupt or truncated gzip data ({one_line(err)})",
@@ -168,13 +175,51 @@ def _check_record(value: Any, key: str, text: str) -> RawRow:
     return RawRow(0, key, value)
 
 
-def _jsonl_rows(path: Path, name: str, gz: bool) -> Iterator[RawRow]:
+class _DuplicateKey(ValueError):
+    """A JSON object names a key twice; `json` would keep the last value without a word."""
+
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+class _Repeated(dict):  # type: ignore[type-arg]
+    """A decoded JSON object that named `repeated` more than once (the last value kept)."""
+
+    repeated = ""
+
+
+def _first_repeat(pairs: list[tuple[str, Any]]) -> str:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            return key
+        seen.add(key)
+    return ""
+
+
+def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """object_pairs_hook for a JSON line: the object as a dict, or _DuplicateKey when a key repeats."""
+    record = dict(pairs)
+    if len(record) != len(pairs):
+        raise _DuplicateKey(_first_repeat(pairs))
+    return record
+
+
+_STRICT_JSON = json.JSONDecoder(object_pairs_hook=_strict_object)
+
+
+def _duplicate_detail(key: str) -> str:
+    return f"the JSON object names the key `{key}` more than once (a JSON reader keeps only the last value)"
+
+
+def _jsonl_rows(path: Path, name: str, gz: bool, limit: int = MAX_ROW_BYTES) -> Iterator[RawRow]:
     with _open_binary(path, gz) as handle:
         for line_no, raw in enumerate(handle, start=1):
             key = f"{name}:{line_no}"
-            if len(raw) > MAX_ROW_BYTES:
+            if len(raw) > limit:
                 snippet = raw[:SNIPPET_CHARS].decode("utf-8", "replace")
-                detail = f"the line has {len(raw):,} bytes (limit {MAX_ROW_BYTES:,})"
+                detail = f"the line has {len(raw):,} bytes (limit {limit:,}; see --max-row-bytes)"
                 yield RawRow(0, key, None, ("row_too_large", detail), snippet)
                 continue
             try:
@@ -188,9 +233,12 @@ def _jsonl_rows(path: Path, name: str, gz: bool) -> Iterator[RawRow]:
             if not text.strip():
                 continue
             try:
-                value = json.loads(text)
+                value = _STRICT_JSON.decode(text)
             except json.JSONDecodeError as err:
                 yield RawRow(0, key, None, ("invalid_json", f"{err.msg} at column {err.colno}"), text[:SNIPPET_CHARS])
+                continue
+            except _DuplicateKey as dup:
+                yield RawRow(0, key, None, ("duplicate_key", _duplicate_detail(dup.key)), text[:SNIPPET_CHARS])
                 continue
             except RecursionError:
                 yield RawRow(0, key, None, ("invalid_json", "the JSON is nested too deeply"), text[:SNIPPET_CHARS])
@@ -198,18 +246,29 @@ def _jsonl_rows(path: Path, name: str, gz: bool) -> Iterator[RawRow]:
             yield _check_record(value, key, text[:SNIPPET_CHARS])
 
 
-def _json_rows(path: Path, name: str, gz: bool) -> Iterator[RawRow]:
+def _json_rows(path: Path, name: str, gz: bool, limit: int = MAX_ROW_BYTES) -> Iterator[RawRow]:
     with _open_binary(path, gz) as handle:
         data = handle.read()
+    repeats: list[str] = []
+
+    def marking_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        record = dict(pairs)
+        if len(record) != len(pairs):
+            marked = _Repeated(record)
+            marked.repeated = _first_repeat(pairs)
+            repeats.append(marked.repeated)
+            return marked
+        return record
+
     try:
-        document = json.loads(data)
+        document = json.loads(data, object_pairs_hook=marking_object)
     except UnicodeDecodeError as err:
         raise SourceError(f"{path}: not UTF-8 text ({one_line(err)})", hint="save the file as UTF-8") from None
     except RecursionError:
         raise SourceError(f"{path}: the JSON is nested too deeply to read", hint="save records as JSON lines") from None
     except json.JSONDecodeError as err:
         if _is_json_lines(data):  # JSON lines saved as .json
-            yield from _jsonl_rows(path, name, gz)
+            yield from _jsonl_rows(path, name, gz, limit)
             return
         raise SourceError(
             f"{path}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}",
@@ -223,7 +282,24 @@ def _json_rows(path: Path, name: str, gz: bool) -> Iterator[RawRow]:
             hint="save the records as a JSON list or as JSON lines",
         )
     for i, value in enumerate(document):
-        yield _sized(_check_record(value, f"{name}:{i}", ""), value)
+        repeated = _find_repeated(value) if repeats else None
+        if repeated is not None:
+            snippet = json.dumps(value, ensure_ascii=False, default=str)[:SNIPPET_CHARS]
+            yield RawRow(0, f"{name}:{i}", None, ("duplicate_key", _duplicate_detail(repeated)), snippet)
+            continue
+        yield _sized(_check_record(value, f"{name}:{i}", ""), value, limit)
+
+
+def _find_repeated(value: Any) -> str | None:
+    """The first key named twice in an object of this record (nested ones too), or None."""
+    if isinstance(value, _Repeated):
+        return value.repeated
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    for item in items:
+        found = _find_repeated(item)
+        if found is not None:
+            return found
+    return None
 
 
 def _is_json_lines(data: bytes) -> bool:
@@ -261,25 +337,25 @@ def _records_of_object(document: dict[str, Any], path: Path) -> Any:
     )
 
 
-def _sized(row: RawRow, value: Any) -> RawRow:
+def _sized(row: RawRow, value: Any, limit: int = MAX_ROW_BYTES) -> RawRow:
     """Quarantine records whose JSON form exceeds the row size limit; add a snippet to problems."""
     if row.problem is not None:
         return RawRow(row.index, row.key, None, row.problem, json.dumps(value)[:SNIPPET_CHARS])
     text = json.dumps(value, ensure_ascii=False, default=str)
-    if len(text) > MAX_ROW_BYTES:
-        detail = f"the row has {len(text):,} characters (limit {MAX_ROW_BYTES:,})"
+    if len(text) > limit:
+        detail = f"the row has {len(text):,} characters (limit {limit:,}; see --max-row-bytes)"
         return RawRow(row.index, row.key, None, ("row_too_large", detail), text[:SNIPPET_CHARS])
     return row
 
 
-def _arrow_rows(table: pa.Table, name: str, start: int = 0) -> Iterator[RawRow]:
+def _arrow_rows(table: pa.Table, name: str, start: int = 0, limit: int = MAX_ROW_BYTES) -> Iterator[RawRow]:
     for batch in table.to_batches(max_chunksize=2048):
         for offset, record in enumerate(batch.to_pylist()):
-            yield _sized(RawRow(0, f"{name}:{start + offset}", record), record)
+            yield _sized(RawRow(0, f"{name}:{start + offset}", record), record, limit)
         start += batch.num_rows
 
 
-def _parquet_rows(path: Path, name: str, gz: bool) -> Iterator[RawRow]:
+def _parquet_rows(path: Path, name: str, gz: bool, limit: int = MAX_ROW_BYTES) -> Iterator[RawRow]:
     import pyarrow.parquet as pq
 
     try:
@@ -291,10 +367,10 @@ def _parquet_rows(path: Path, name: str, gz: bool) -> Iterator[RawRow]:
             f"{path}: not a readable parquet file ({one_line(err)})",
             hint="check that the file is complete; seal reads a file by its extension",
         ) from None
-    yield from _arrow_rows(table, name)
+    yield from _arrow_rows(table, name, limit=limit)
 
 
-def _csv_rows(path: Path, name: str, gz: bool) -> Iterator[RawRow]:
+def _csv_rows(path: Path, name: str, gz: bool, limit: int = MAX_ROW_BYTES) -> Iterator[RawRow]:
     """CSV rows as text records (a cell has no type of its own: `1` stays the string "1").
 
     Quoted fields may hold newlines and commas. A record with the wrong number of fields, or with bytes
@@ -322,12 +398,12 @@ def _csv_rows(path: Path, name: str, gz: bool) -> Iterator[RawRow]:
                     f"{path}: the CSV header names a column more than once: {', '.join(duplicates)}",
                     hint="give every column a distinct name",
                 )
-            yield from _csv_records(reader, header, name, path)
+            yield from _csv_records(reader, header, name, path, limit)
     finally:
         csv.field_size_limit(previous_limit)
 
 
-def _csv_records(reader: Any, header: list[str], name: str, path: Path) -> Iterator[RawRow]:
+def _csv_records(reader: Any, header: list[str], name: str, path: Path, limit: int) -> Iterator[RawRow]:
     ordinal = 0
     while True:
         try:
@@ -342,8 +418,8 @@ def _csv_records(reader: Any, header: list[str], name: str, path: Path) -> Itera
         ordinal += 1
         joined = ",".join(fields)
         snippet = _clean(joined[:SNIPPET_CHARS])
-        if len(joined) > MAX_ROW_BYTES:
-            detail = f"the row has {len(joined):,} characters (limit {MAX_ROW_BYTES:,})"
+        if len(joined) > limit:
+            detail = f"the row has {len(joined):,} characters (limit {limit:,}; see --max-row-bytes)"
             yield RawRow(0, key, None, ("row_too_large", detail), snippet)
             continue
         if _has_surrogates(joined):
@@ -377,13 +453,29 @@ def _datasets_rows(
     subset: str | None = None,
     data_dir: str | None = None,
     revision: str | None = None,
+    limit: int = MAX_ROW_BYTES,
 ) -> Iterator[RawRow]:
-    """Rows of a Hub dataset (or a local dataset folder) through `datasets.load_dataset`."""
+    """Rows of a Hub dataset (or a local dataset folder) through `datasets.load_dataset`. When the Hub
+    is unreachable (seal.hub: one short probe, or HF_HUB_OFFLINE=1) only the local cache is tried, so the
+    call fails in seconds rather than after datasets' retries."""
     import datasets
 
+    from seal import hub
+
+    local = Path(os.path.expanduser(location)).is_dir() or not hub.is_repo_id(location)
+    offline = None if local else hub.unreachable()
     try:
-        loaded = datasets.load_dataset(location, name=subset, data_dir=data_dir, split=split, revision=revision)
+        with hub.cache_only(offline is not None):
+            loaded = datasets.load_dataset(location, name=subset, data_dir=data_dir, split=split, revision=revision)
     except Exception as err:  # datasets raises many unrelated types for "cannot load"
+        if offline is not None:
+            raise hub.unreachable_error(
+                f"`{location}`",
+                offline,
+                "ingest a local copy instead: a .jsonl/.json/.parquet/.csv file or folder, or a dataset folder "
+                "with --loader datasets (e.g. `hf download --repo-type dataset ID --local-dir DIR` where there "
+                "is network)",
+            ) from None
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SourceError(
             f"cannot load `{location}` with datasets.load_dataset: {first_line}",
@@ -394,6 +486,7 @@ def _datasets_rows(
     prefix = "/".join(p for p in (subset, data_dir) if p)
     index = 0
     for split_name, dataset in splits.items():
-        for row in _arrow_rows(dataset.data.table, f"{prefix}/{split_name}" if prefix else str(split_name)):
+        name = f"{prefix}/{split_name}" if prefix else str(split_name)
+        for row in _arrow_rows(dataset.data.table, name, limit=limit):
             yield RawRow(index, row.key, row.record, row.problem, row.snippet)
             index += 1
