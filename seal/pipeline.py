@@ -13,7 +13,9 @@ The contract, for whoever writes a stage:
   the `column` it owns, and an optional `estimate` (e.g. `{"seconds": 120}`). Planning never writes.
 - `stage.run(store, plan, show_progress=False) -> dict`: does the planned work, resumably, and returns a
   JSON-able result. An optional `summary` key (one human line) is shown by `seal run` and moved out of
-  the result. Raise `SealError` for failures the user can fix.
+  the result. Raise `SealError` for failures the user can fix. A result in which no unit of work
+  succeeded (`seal.outcome.nothing_succeeded`: status `failed`, or every variant failed) makes the stage
+  `failed` too, with its result kept; `seal run` then exits 3 when no stage failed otherwise.
 
 A builder or `plan` that raises `SealError` gives an `error` plan (the run fails that stage). Stages shipped
 with seal are imported from BUILTIN_STAGE_MODULES; a plugin (or a test) calls `register_stage` itself.
@@ -28,7 +30,8 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 from seal import spec as spec_module
-from seal.errors import SealError
+from seal.errors import NothingSucceeded, SealError, store_write_error
+from seal.outcome import nothing_succeeded
 from seal.recipe import Recipe
 from seal.spec import Spec
 from seal.store import Store
@@ -238,9 +241,11 @@ def plan(store: Store, spec: Spec) -> list[Plan]:
 # -- running ----------------------------------------------------------------------------------------
 @dataclass
 class RunReport:
-    """What `run` did, stage by stage. `ok` is false when a stage failed."""
+    """What `run` did, stage by stage. `ok` is false when a stage failed. `empty` lists the stages that
+    failed because none of their units succeeded (every request refused, every rewrite failed)."""
 
     stages: list[dict[str, Any]]
+    empty: list[int] = field(default_factory=list)  # indexes into `stages`
 
     @property
     def ok(self) -> bool:
@@ -249,6 +254,11 @@ class RunReport:
     @property
     def failures(self) -> list[dict[str, Any]]:
         return [s for s in self.stages if s["status"] == FAILED]
+
+    @property
+    def nothing_succeeded(self) -> bool:
+        """True when every failed stage failed because none of its units succeeded (exit code 3)."""
+        return bool(self.failures) and len(self.empty) == len(self.failures)
 
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "stages": self.stages}
@@ -273,6 +283,7 @@ def run(store: Store, spec: Spec, show_progress: bool = False, on_error: str = "
     broken = [s for s in slots if s.fixed is not None and s.fixed.status == ERROR]
     stop = on_error == "fail" and bool(broken)
     entries: list[dict[str, Any]] = []
+    empty: list[int] = []
     for slot in slots:
         if slot.fixed is not None and slot.fixed.status == UNAVAILABLE:
             entries.append(_entry(slot.fixed, UNAVAILABLE))
@@ -283,31 +294,40 @@ def run(store: Store, spec: Spec, show_progress: bool = False, on_error: str = "
         if stop:  # still planned, so the report says what is left to do
             entries.append(_entry(_plan_slot(slot, store), NOT_RUN, error="not run: another stage failed"))
             continue
-        entry = _run_slot(slot, store, show_progress, on_error)
+        entry, none_succeeded = _run_slot(slot, store, show_progress, on_error)
+        if none_succeeded:
+            empty.append(len(entries))
         entries.append(entry)
         if entry["status"] == FAILED and on_error == "fail":
             stop = True
-    return RunReport(entries)
+    return RunReport(entries, empty)
 
 
-def _run_slot(slot: _Slot, store: Store, show_progress: bool, on_error: str) -> dict[str, Any]:
+def _run_slot(slot: _Slot, store: Store, show_progress: bool, on_error: str) -> tuple[dict[str, Any], bool]:
+    """Run one slot: its report entry, and whether it failed because none of its units succeeded."""
     stage = slot.stage
     assert stage is not None
     current = _plan_slot(slot, store)
     if current.status == ERROR:
-        return _entry(current, FAILED, error=current.reason)
+        return _entry(current, FAILED, error=current.reason), False
     if not current.has_work:
-        return _entry(current, SKIPPED)
+        return _entry(current, SKIPPED), False
     t0 = time.perf_counter()
     try:
         result = stage.run(store, current, show_progress=show_progress)
     except SealError as err:
-        return _entry(current, FAILED, error=str(err), seconds=round(time.perf_counter() - t0, 3))
+        failed = _entry(current, FAILED, error=str(err), seconds=round(time.perf_counter() - t0, 3))
+        return failed, isinstance(err, NothingSucceeded)
     except Exception as err:
-        if on_error == "fail":
+        refused = store_write_error(err, store.path)  # read-only store, full disk: one line, either policy
+        if refused is None and on_error == "fail":
             raise
-        message = f"unexpected {type(err).__name__}: {err}"
-        return _entry(current, FAILED, error=message, seconds=round(time.perf_counter() - t0, 3))
+        message = str(refused) if refused is not None else f"unexpected {type(err).__name__}: {err}"
+        return _entry(current, FAILED, error=message, seconds=round(time.perf_counter() - t0, 3)), False
     result = dict(result or {})
     summary = result.pop("summary", None)
-    return _entry(current, DONE, result=result, summary=summary, seconds=round(time.perf_counter() - t0, 3))
+    seconds = round(time.perf_counter() - t0, 3)
+    empty = nothing_succeeded(result)
+    if empty is not None:
+        return _entry(current, FAILED, result=result, summary=summary, error=empty, seconds=seconds), True
+    return _entry(current, DONE, result=result, summary=summary, seconds=seconds), False

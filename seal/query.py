@@ -9,6 +9,7 @@ import pyarrow.compute as pc
 
 from seal import schema
 from seal.errors import QueryError, StoreError
+from seal.sql_guard import check_select, check_where
 from seal.store import QUARANTINE, Store
 
 
@@ -85,8 +86,11 @@ def _nested(path: str) -> str:
 
 
 def query(store: Store, where: str | None = None, select: list[str] | None = None, limit: int | None = 20) -> pa.Table:
-    """Rows of `pairs` matching a LanceDB SQL filter, restricted to the selected (possibly nested) columns."""
+    """Rows of `pairs` matching a LanceDB SQL filter, restricted to the selected (possibly nested) columns.
+    `where` must be one SQL expression and `select` existing columns (seal.sql_guard)."""
     table = store.pairs()
+    where = check_where(where)
+    select = check_select(select, table.schema)
     builder = table.search()
     if where:
         builder = builder.where(where)

@@ -36,6 +36,7 @@ from seal.annotate.embeddings import (
 from seal.annotate.models import SCORE_PREFIX
 from seal.errors import QueryError, SealError, StoreError
 from seal.render import table
+from seal.sql_guard import check_where
 from seal.store import PAIRS, Store
 
 SIMILAR_FIELDS = ("pair", "context", "chosen", "rejected")
@@ -148,9 +149,7 @@ def _index_kind(info: dict[str, dict[str, str]], column: str) -> str:
 
 
 def _check_where(where: str | None) -> str | None:
-    if where is not None and not where.strip():
-        return None
-    return where
+    return check_where(where)  # one SQL expression, or None (seal.sql_guard)
 
 
 def _vector_query(

@@ -6,24 +6,26 @@ produced it and the `pairs` version it created.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
+import shutil
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import lancedb
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from seal import schema
-from seal.errors import SealError, StoreError, first_line
+from seal.errors import SealError, StoreError, first_line, store_write_error
 
 DEFAULT_STORE = "./seal-store"
 PAIRS, QUARANTINE, RUNS = "pairs", "quarantine", "runs"
@@ -51,6 +53,29 @@ def default_keep_versions() -> timedelta:
     """How long old versions are kept by the clean-up at the end of a stage."""
     value = os.environ.get("SEAL_KEEP_VERSIONS")
     return parse_duration(value) if value else DEFAULT_KEEP_VERSIONS
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def writes(method: _F) -> _F:
+    """Mark a Store method that writes: a write the file system refuses (read-only store, no permission,
+    disk full) becomes one `StoreWriteError` line instead of Lance's RuntimeError with a Rust source path.
+    Lance commits a version only after its files are written, so a refused write leaves the last version."""
+
+    @functools.wraps(method)
+    def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except SealError:
+            raise
+        except Exception as err:
+            translated = store_write_error(err, self.path)
+            if translated is None:
+                raise
+            raise translated from err
+
+    return wrapper  # type: ignore[return-value]
 
 
 def default_store_path() -> str:
@@ -109,7 +134,24 @@ class Store:
     def table_names(self) -> list[str]:
         if not self.path.is_dir():
             return []
-        return list(self.db.list_tables().tables)
+        return [name for name in self.db.list_tables().tables if not self._aborted(name)]
+
+    def _aborted(self, name: str) -> bool:
+        """A table folder without a committed version: a create that failed (disk full) or was killed."""
+        versions = self.path / f"{name}.lance" / "_versions"
+        return versions.is_dir() and not any(versions.glob("*.manifest"))
+
+    def _create_table(self, name: str, schema: pa.Schema) -> lancedb.table.Table:
+        """Create an empty table; a create that fails leaves no folder behind."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        if self._aborted(name):  # left by an earlier failed create
+            shutil.rmtree(self.path / f"{name}.lance")
+        try:
+            return self.db.create_table(name, schema=schema)
+        except Exception:
+            if self._aborted(name):
+                shutil.rmtree(self.path / f"{name}.lance", ignore_errors=True)
+            raise
 
     def require(self) -> None:
         """Raise a helpful error when there is no store (or no pairs) at this path."""
@@ -119,13 +161,13 @@ class Store:
                 hint="run `seal ingest SOURCE` first, or point --store / SEAL_STORE at an existing store",
             )
 
+    @writes
     def table(self, name: str, create: bool = False) -> lancedb.table.Table:
         if name in self.table_names():
             return self.db.open_table(name)
         if not create:
             raise StoreError(f"the store at {self.path} has no `{name}` table")
-        self.path.mkdir(parents=True, exist_ok=True)
-        return self.db.create_table(name, schema=_SCHEMAS[name])
+        return self._create_table(name, _SCHEMAS[name])
 
     def pairs(self) -> lancedb.table.Table:
         self.require()
@@ -148,6 +190,7 @@ class Store:
         return ds.to_table(columns=["pair_id", "content_hash"], filter=pc.field("dataset") == dataset)
 
     # -- writes ----------------------------------------------------------------------------------
+    @writes
     def add_pairs(self, rows: pa.Table) -> int:
         """Append new pair rows, aligned to the table's current (possibly evolved) schema.
 
@@ -157,10 +200,57 @@ class Store:
         table.add(_align(rows, table.schema))
         return int(table.version)
 
+    @writes
+    def ensure_columns(self, fields: Iterable[pa.Field]) -> None:
+        """Add top-level columns that `pairs` lacks (all null): ingest's optional columns, before a write."""
+        table = self.table(PAIRS, create=True)
+        missing = [f for f in fields if f.name not in table.schema.names]
+        if missing:
+            table.add_columns(missing)
+
+    def read_pairs(self, dataset: str, columns: list[str] | None = None, ids: Iterable[str] | None = None) -> pa.Table:
+        """Rows of one dataset (optionally only `ids`), all columns or `columns`."""
+        flt = pc.field("dataset") == dataset
+        if ids is not None:
+            flt = flt & pc.field("pair_id").isin(pa.array(list(ids), pa.string()))
+        return self.pairs().to_lance().to_table(columns=columns, filter=flt)
+
+    @writes
+    def replace_pairs(self, rows: pa.Table, delete_ids: Iterable[str] = ()) -> int:
+        """Write whole pair rows in one commit: rows whose pair_id exists replace it (every column, so
+        the caller passes the annotation values to keep), the others are added. Then delete `delete_ids`
+        (a second commit when any). Returns the `pairs` version after the writes."""
+        table = self.pairs()
+        if rows.num_rows:
+            table.merge_insert("pair_id").when_matched_update_all().when_not_matched_insert_all().execute(
+                _align(rows, table.schema)
+            )
+        doomed = pa.array(sorted(set(delete_ids)), pa.string())
+        if len(doomed):
+            table.to_lance().delete(pc.field("pair_id").isin(doomed))
+        return int(self.db.open_table(PAIRS).version)
+
+    @writes
+    def forget_work_rows(self, ids: Iterable[str]) -> int:
+        """Delete these pairs from every stage checkpoint (`work__*` table), so that an interrupted stage
+        recomputes them instead of resuming values made from content that has since changed."""
+        doomed = pa.array(sorted(set(ids)), pa.string())
+        removed = 0
+        for name in self.table_names():
+            if name.startswith(WORK_PREFIX) and len(doomed):
+                ds = self.db.open_table(name).to_lance()
+                if "pair_id" in ds.schema.names:
+                    before = ds.count_rows()
+                    ds.delete(pc.field("pair_id").isin(doomed))
+                    removed += before - ds.count_rows()
+        return removed
+
+    @writes
     def add_quarantine(self, rows: pa.Table) -> None:
         if rows.num_rows:
             self.table(QUARANTINE, create=True).add(_align(rows, schema.QUARANTINE))
 
+    @writes
     def record_run(self, record: RunRecord) -> None:
         """Record a write in `runs`; a finished stage then compacts the store (see `optimize`)."""
         runs = self.table(RUNS, create=True)
@@ -178,6 +268,7 @@ class Store:
                 f"seal: warning: compacting the store failed ({first_line(err)}); run `seal optimize`", file=sys.stderr
             )
 
+    @writes
     def optimize(self, keep: timedelta | None = None) -> dict[str, Any]:
         """Compact small data files, bring indexes up to date with new rows, and delete the files of
         versions older than `keep` (default `$SEAL_KEEP_VERSIONS`, else 1 hour). Tagged versions and
@@ -224,15 +315,16 @@ class Store:
         """Top-level columns of `pairs`."""
         return list(self.pairs().schema.names)
 
+    @writes
     def work_table(self, column: str, row_schema: pa.Schema) -> lancedb.table.Table:
         """The checkpoint table of a stage that fills `column`: batches are appended here as they finish,
         so a killed run resumes from what was committed (created on first use)."""
         name = WORK_PREFIX + column
         if name in self.table_names():
             return self.db.open_table(name)
-        self.path.mkdir(parents=True, exist_ok=True)
-        return self.db.create_table(name, schema=row_schema)
+        return self._create_table(name, row_schema)
 
+    @writes
     def side_table(self, name: str, schema: pa.Schema, create: bool = True) -> lancedb.table.Table | None:
         """A table kept beside `pairs` by a stage or an analysis (an LLM cache, stored findings),
         created empty with `schema` on first use; None when absent and `create` is false."""
@@ -242,14 +334,15 @@ class Store:
             return self.db.open_table(name)
         if not create:
             return None
-        self.path.mkdir(parents=True, exist_ok=True)
-        return self.db.create_table(name, schema=schema)
+        return self._create_table(name, schema)
 
+    @writes
     def drop_work_table(self, column: str) -> None:
         name = WORK_PREFIX + column
         if name in self.table_names():
             self.db.drop_table(name)
 
+    @writes
     def materialize_column(self, column: str, values: pa.Table) -> int:
         """Write `column` of `pairs` from a table of (pair_id, column): a column-level write
         (Lance merge on pair_id) that leaves the other columns' files untouched. Pairs absent from
@@ -305,6 +398,7 @@ class Store:
             )
         return out
 
+    @writes
     def tag(self, name: str, version: int | None = None) -> dict[str, Any]:
         """Tag a version of `pairs` (the current one by default)."""
         table = self.pairs()

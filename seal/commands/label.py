@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from seal import outcome
 from seal.commands.common import emit_json, get_store, json_option, silent_option
 from seal.render import table
 
@@ -70,6 +71,19 @@ _LLM_OPTIONS = [
         help="llm: YAML/JSON price table {model: {input, output}} in USD per million tokens (or a spec "
         "with a `prices` section), for the cost in --dry-run and in the result.",
     ),
+    click.option(
+        "--price-in",
+        type=click.FloatRange(min=0),
+        metavar="USD",
+        help="llm: USD per million input tokens for --model (overrides --prices and the built-in list prices "
+        "of common OpenAI/Anthropic models, dated in seal/annotate/features/llm_prices.py).",
+    ),
+    click.option(
+        "--price-out",
+        type=click.FloatRange(min=0),
+        metavar="USD",
+        help="llm: USD per million output tokens for --model (overrides --prices and the list prices).",
+    ),
     click.option("--dataset", help="llm: label only the pairs of this ingested dataset."),
 ]
 
@@ -128,11 +142,16 @@ def label_command(
     lack labels made with the current recipe (0 when nothing changed), and a changed recipe (a feature's
     measure, pattern or tokenizer) relabels every pair. Roles (target/spoiler) are not part of the recipe.
 
+    Exit code 0 when done or partial (some texts failed: see failures; a rerun retries them), 3 when
+    every text sent to the LLM failed (status failed: e.g. the endpoint refused every request), 1 on
+    an error.
+
     \b
     Examples:
       seal label                                   # the shipped heuristics set
       seal label --feature-set my-heuristics.yaml --sample 1000
       seal label --labeler llm --feature-set seal-taxonomy --dry-run
+      seal label --labeler llm --model my-model --price-in 0.2 --price-out 0.8 --dry-run
     """
     store = get_store(ctx)
     store.require()
@@ -158,12 +177,17 @@ def label_command(
         )
     if json_:
         emit_json(result.to_json())
-        return
-    line = getattr(result, "line", None)
-    click.echo(line() if callable(line) else f"{labeler}: {result.to_json().get('status')}")
-    means = getattr(result, "means", None)
-    if means:
-        click.echo(_means_table(means))
+    else:
+        line = getattr(result, "line", None)
+        click.echo(line() if callable(line) else f"{labeler}: {result.to_json().get('status')}")
+        means = getattr(result, "means", None)
+        if means:
+            click.echo(_means_table(means))
+    outcome.check(
+        f"seal label {feature_set}",
+        result.to_json(),
+        hint="check --base-url, --model and the server; a rerun retries the failed texts",
+    )
 
 
 def _means_table(means: dict[str, Any]) -> str:

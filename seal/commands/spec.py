@@ -6,7 +6,7 @@ import click
 
 from seal import pipeline
 from seal.commands.common import emit_json, json_option, silent_option
-from seal.errors import SealError, SpecError
+from seal.errors import NothingSucceeded, SealError, SpecError
 from seal.render import table
 from seal.spec import Spec, check_spec, load_spec
 from seal.store import Store, default_store_path
@@ -106,7 +106,8 @@ def run_command(ctx: click.Context, spec_path: str, on_error: str, json_: bool, 
     """Compute every annotation the spec asks for that is missing or stale.
 
     Stages run in order (ingest first); a stage already up to date is skipped, and one not available in
-    this version of seal is reported and does not fail the run. Exit code 1 when a stage failed.
+    this version of seal is reported and does not fail the run. Exit code 1 when a stage failed, 3 when
+    every failed stage ran but none of its units succeeded (e.g. an LLM endpoint refused every request).
 
     \b
     Examples:
@@ -142,4 +143,5 @@ def run_command(ctx: click.Context, spec_path: str, on_error: str, json_: bool, 
         first = report.failures[0]
         where = f"{first['plan']['entry']} ({first['plan']['stage']} {first['plan']['name']})"
         others = f" and {len(report.failures) - 1} more" if len(report.failures) > 1 else ""
-        raise SealError(f"stage {where} failed{others}: {first['error']}")
+        error = NothingSucceeded if report.nothing_succeeded else SealError
+        raise error(f"stage {where} failed{others}: {first['error']}")

@@ -40,6 +40,7 @@ from seal.annotate.features.llm_client import (
     redact_url,
     run_sync,
 )
+from seal.annotate.features.llm_prices import resolve_price
 from seal.annotate.features.prompts import (
     PROMPT_VERSION,
     build_messages,
@@ -55,7 +56,7 @@ from seal.annotate.features.prompts import (
 )
 from seal.annotate.features.stage import sample_pair_ids
 from seal.annotate.features.writer import latest_label_run, write_labels
-from seal.errors import SealError
+from seal.errors import NothingSucceeded, SealError
 from seal.pipeline import PENDING, STALE, UP_TO_DATE, Plan
 from seal.progress import progress_bar
 from seal.recipe import Recipe, canonical_json
@@ -206,20 +207,24 @@ class Work:
             i, o = estimate_request_tokens(build_messages(text.turns or [], text.missing), text.missing)
             input_tokens, output_tokens = input_tokens + i, output_tokens + o
         batch = self.config.batch_api if batch is None else batch
-        price = (prices or {}).get(self.config.model)
+        price, source = resolve_price(self.config.model, prices)
         cost = None
         if price is not None:
             cost = (input_tokens * float(price.get("input", 0)) + output_tokens * float(price.get("output", 0))) / 1e6
             cost = round(cost * (BATCH_DISCOUNT if batch else 1.0), 6)
+        no_price = (
+            f"; no price known for `{self.config.model}`: pass --price-in/--price-out (USD per million tokens), "
+            "--prices FILE or a spec `prices` section"
+        )
         return {
             "requests": len(self.todo),
             "input_tokens": input_tokens,
             "output_tokens": output_tokens,
             "cost_usd": cost,
             "price_per_million": dict(price) if price is not None else None,
+            "price_source": source,
             "batch_discount": BATCH_DISCOUNT if batch else None,
-            "note": "token counts are estimates (about 4 characters a token)"
-            + ("" if price is not None else f"; no price for `{self.config.model}` in the spec's `prices`"),
+            "note": "token counts are estimates (about 4 characters a token)" + ("" if price is not None else no_price),
         }
 
 
@@ -287,7 +292,8 @@ class LLMLabelResult:
     model: str
     base_url: str
     mode: str  # interactive | batch | dry-run
-    status: str  # done | partial (some failures) | batch-pending | dry-run | nothing-to-do
+    # done | partial (some failures) | failed (every text sent failed) | batch-pending | dry-run | nothing-to-do
+    status: str
     pairs: int
     sides: int
     texts: int  # distinct conversations among the sides
@@ -324,7 +330,14 @@ class LLMLabelResult:
         """One human line."""
         if self.mode == "dry-run":
             e = self.estimate or {}
-            cost = "no price for this model" if e.get("cost_usd") is None else f"about ${e['cost_usd']:,.4f}"
+            if e.get("cost_usd") is None:
+                cost = "no price for this model (pass --price-in/--price-out, USD per million tokens)"
+            else:
+                per = e.get("price_per_million") or {}
+                cost = (
+                    f"about ${e['cost_usd']:,.4f} (${per.get('input', 0):g}/${per.get('output', 0):g} per million "
+                    f"input/output tokens: {e.get('price_source')})"
+                )
             return (
                 f"{self.column}: would send {e.get('requests', 0):,} request(s) for {self.texts:,} text(s) "
                 f"({self.cache_hits:,} cached), about {e.get('input_tokens', 0):,} input + "
@@ -430,6 +443,10 @@ class LabelSink:
 # -- interactive requests ----------------------------------------------------------------------------
 
 
+class _TooManyFailures(LLMFatalError):
+    """`max_consecutive_failures` texts in a row failed: the endpoint is not answering; stop."""
+
+
 class _Mode:
     """The structured-output mode, shared by the workers: `auto` starts with a JSON schema and falls
     back (json_schema -> json_object_schema -> json_object -> none) when the server rejects the
@@ -471,7 +488,7 @@ async def _label_text(client: ChatClient, text: TextItem, config: LLMConfig, mod
                 continue
             sink.fail(text, features, err.kind, str(err), asks + 1)
             if sink.consecutive_failures >= config.max_consecutive_failures:
-                raise LLMFatalError(
+                raise _TooManyFailures(
                     f"{sink.consecutive_failures} texts in a row failed, the last with {err}",
                     hint="check the endpoint; a rerun resumes where this run stopped",
                 ) from None
@@ -590,6 +607,8 @@ def label_llm(
     dataset: str | None = None,
     dry_run: bool = False,
     prices: Mapping[str, Any] | str | os.PathLike[str] | None = None,
+    price_in: float | None = None,
+    price_out: float | None = None,
     show_progress: bool = False,
     backoff_base: float = 1.0,
     backoff_max: float = 60.0,
@@ -602,12 +621,17 @@ def label_llm(
     Only (text, feature) labels missing from the cache are requested. `dry_run` sends nothing and
     returns what would be sent with estimated tokens and cost (`prices`: {model: {input, output}} in
     USD per million tokens, or a YAML/JSON file holding that table or a spec with a `prices`
-    section). `batch_api` submits to the OpenAI Batch API and polls for up to `batch_wait` seconds;
+    section; without one, the list prices of llm_prices.py); `price_in`/`price_out` (USD per million
+    input/output tokens) override the price of `model`. `batch_api` submits to the OpenAI Batch API
+    and polls for up to `batch_wait` seconds;
     a later call resumes polling and collects. `sample`/`seed` pick a seeded sample of pairs,
     `dataset` one dataset's pairs; `request_seed` is the API's `seed`."""
     fs = feature_set if isinstance(feature_set, FeatureSet) else load_feature_set(feature_set)
     if prices is not None and not isinstance(prices, Mapping):
         prices = load_prices(prices)
+    if model and (price_in is not None or price_out is not None):
+        price, _ = resolve_price(model, prices, price_in, price_out)
+        prices = {**(prices or {}), model: price}
     config = LLMConfig(
         model=model or "",
         base_url=base_url,
@@ -663,7 +687,7 @@ def load_prices(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _cost(prices: Mapping[str, Any] | None, config: LLMConfig, prompt: int, completion: int) -> float | None:
-    price = (prices or {}).get(config.model)
+    price, _ = resolve_price(config.model, prices)
     if price is None:
         return None
     cost = (prompt * float(price.get("input", 0)) + completion * float(price.get("output", 0))) / 1e6
@@ -750,7 +774,7 @@ def run_llm_labeler(
     elif not work.todo and not open_batches:
         result.status = "nothing-to-do"
     else:
-        result.status = "partial" if result.failures else "done"
+        result.status = ("failed" if not result.labelled else "partial") if result.failures else "done"
 
     failures = FailureLog(store)
     if error is None and not pending:
@@ -783,6 +807,8 @@ def run_llm_labeler(
         LabelCache(store).optimize()
     result.seconds = round(time.perf_counter() - t0, 3)
     if error is not None:
+        if isinstance(error, _TooManyFailures) and not result.labelled:
+            raise NothingSucceeded(f"{fs.column}: no text labelled: {error.message}", hint=error.hint) from error
         if isinstance(error, SealError):
             raise SealError(
                 f"{error.message} (labels received before the error are saved: {result.labelled} text(s))",
