@@ -22,7 +22,8 @@ HEADER = """# seal command reference
 
 Generated from `--help` by `python scripts/gen_cli_docs.py`; do not edit by hand.
 Every command prints a human table by default and JSON with `--json` (its shape is the JSON Schema
-`schemas/cli/<command>.schema.json`). Errors are one line on stderr and exit code 1; usage errors exit 2.
+`schemas/cli/<command>.schema.json`). Errors are one line on stderr and exit code 1; usage errors exit 2;
+a stage that ran but none of whose units succeeded exits 3 (README.md, "Exit codes and errors").
 """
 
 

@@ -1,16 +1,46 @@
-"""seal: audit reward models against preference datasets (SEAL, Revel et al., AAAI 2025)."""
+"""seal: audit reward models against preference datasets (SEAL, Revel et al., AAAI 2025).
+
+`Store`, `ingest` and `IngestResult` are imported on first use: `import seal` stays cheap (the CLI's
+`--version` and `--help` need nothing else), and on a machine without the store's dependencies
+(LanceDB, pyarrow) the scoring core and the transcript parser still import; there `seal.Store` is
+simply absent.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 from seal.errors import SealError
 
 __version__ = "0.1.0"
 
-try:
+_LAZY = {"IngestResult": "seal.ingest", "ingest": "seal.ingest", "Store": "seal.store"}
+# Modules whose absence makes the lazy names absent instead of an import error (a bare GPU machine).
+_OPTIONAL = frozenset({"lancedb", "lance", "pyarrow", "pandas", "datasets"})
+
+if TYPE_CHECKING:
     from seal.ingest import IngestResult, ingest
     from seal.store import Store
-except ModuleNotFoundError as err:  # pragma: no cover - exercised on bare GPU machines
-    # The scoring core and the transcript parser work without the store's dependencies, so a
-    # machine with torch and transformers alone can still run `seal.annotate.scoring_model`.
-    if err.name not in {"lancedb", "lance", "pyarrow", "pandas", "datasets"}:
-        raise
+
+# `seal.ingest` names both a subpackage and the function. Load the package now (cheap: it imports its
+# contents on first use) and drop the name it binds here, so that `seal.ingest` is the function (found
+# by `__getattr__`); a later `import seal.ingest.x` does not bind the package again.
+import_module("seal.ingest")
+del globals()["ingest"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'seal' has no attribute {name!r}")
+    try:
+        value = getattr(import_module(_LAZY[name]), name)
+    except ModuleNotFoundError as err:
+        if err.name not in _OPTIONAL:
+            raise
+        raise AttributeError(f"seal.{name} needs {err.name}, which is not installed") from err
+    globals()[name] = value
+    return value
+
 
 __all__ = ["IngestResult", "SealError", "Store", "__version__", "ingest"]

@@ -25,7 +25,7 @@ def _all_commands() -> list[tuple[str, click.Command]]:
     for path in gen.command_paths(cli):
         command: click.Command = cli
         for name in path:
-            command = command.commands[name]  # type: ignore[attr-defined]
+            command = command.get_command(click.Context(command), name)  # type: ignore[attr-defined]
         out.append((" ".join(path), command))
     return out
 

@@ -5,8 +5,13 @@ A bare GPU machine has torch and transformers but not LanceDB; benchmarks/score.
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
+
+import pytest
+from conftest import REPO
 
 CODE = """
 import sys
@@ -33,3 +38,64 @@ def test_full_package_still_exports_store_and_ingest():
     import seal
 
     assert callable(seal.ingest) and seal.Store.__name__ == "Store"
+
+
+def test_seal_ingest_stays_the_function_after_its_subpackage_loads():
+    """`seal.ingest` is imported lazily; loading the subpackage's modules later must not rebind it."""
+    code = "import seal, seal.ingest.core, seal.ingest.formats; assert callable(seal.ingest), seal.ingest"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+# ---- the CLI: cheap commands import no ML stack ---------------------------------------------------
+
+HEAVY = ("torch", "transformers", "datasets", "statsmodels", "sklearn", "sentence_transformers", "scipy")
+STORE_STACK = ("lancedb", "lance", "pyarrow", "pandas")  # needed to read a store, not to print help
+
+CLI_CODE = """
+import json, sys
+from cli import cli
+code = 0
+try:
+    cli(sys.argv[1:], prog_name="seal")
+except SystemExit as stop:
+    code = stop.code
+heavy = sorted(m for m in {heavy!r} if m in sys.modules)
+store_stack = sorted(m for m in {store_stack!r} if m in sys.modules)
+commands = sorted(m for m in sys.modules if m.startswith("seal.commands."))
+print("\\n" + json.dumps({{"code": code, "heavy": heavy, "store_stack": store_stack, "command_modules": commands}}))
+"""
+
+
+def _run_cli(*args: str, store=None) -> dict:
+    """Run `seal ARGS` in a fresh interpreter; what it imported, from the last line of its stdout."""
+    env = {k: v for k, v in os.environ.items() if k not in {"SEAL_STORE", "SEAL_DEBUG"}}
+    prefix = ["--store", str(store)] if store is not None else []
+    done = subprocess.run(
+        [sys.executable, "-c", CLI_CODE.format(heavy=HEAVY, store_stack=STORE_STACK), *prefix, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["code"] in (0, None), (done.stdout, done.stderr)
+    return report
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--help"]], ids=["version", "help"])
+def test_version_and_help_import_no_command_module(args):
+    report = _run_cli(*args)
+    assert report["heavy"] == [] and report["store_stack"] == []
+    assert report["command_modules"] == ["seal.commands.common", "seal.commands.registry"]
+
+
+@pytest.mark.parametrize("args", [["stats"], ["stats", "--json"], ["query", "--limit", "3"]], ids=" ".join)
+def test_store_readers_import_no_ml_stack(args, store):
+    import seal
+
+    seal.ingest(store, str(REPO / "examples" / "tiny-hh.jsonl"))
+    report = _run_cli(*args, store=store.path)
+    assert report["heavy"] == [], f"`seal {' '.join(args)}` imported {report['heavy']}"

@@ -6,13 +6,15 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from seal.errors import SealError
+from seal.errors import SealError, store_write_error
 from seal.render import dumps
-from seal.store import Store, default_store_path
+
+if TYPE_CHECKING:  # seal.store imports LanceDB: only commands that open the store pay for it
+    from seal.store import Store
 
 
 class SealGroup(click.Group):
@@ -33,6 +35,12 @@ class SealGroup(click.Group):
         except Exception as err:
             if _debug(ctx):
                 raise
+            from seal.store import default_store_path
+
+            refused = store_write_error(err, (ctx.find_root().obj or {}).get("store") or default_store_path())
+            if refused is not None:  # a store write outside Store's own methods (a stage's checkpoint table)
+                click.echo(f"Error: {refused}", err=True)
+                ctx.exit(refused.exit_code)
             click.echo(f"Error: unexpected {type(err).__name__}: {err} (rerun with --debug for details)", err=True)
             if os.environ.get("SEAL_DEBUG"):
                 traceback.print_exc()
@@ -45,6 +53,8 @@ def _debug(ctx: click.Context) -> bool:
 
 
 def get_store(ctx: click.Context) -> Store:
+    from seal.store import Store, default_store_path
+
     obj = ctx.find_root().obj or {}
     return Store(obj.get("store") or default_store_path())
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from seal import outcome
 from seal.commands.common import emit_json, get_store, info, json_option, silent_option
 from seal.commands.score import BatchSize
 from seal.errors import SealError
@@ -150,7 +151,8 @@ def perturb_command(
     Variants go to variants_<name> (one per perturbed side, with method, params, seed, text and similarity to
     the original); each scored RM's scores of them to vscore_<name>__<alias>. Seeded and resumable: the same
     seed picks the same pairs and the same rule edits; a rerun only does what is missing (e.g. the variant
-    scores of an RM scored since). Failed LLM rewrites are retried by the next run.
+    scores of an RM scored since). Failed LLM rewrites are retried by the next run; exit code 3 when every
+    variant failed (e.g. the LLM endpoint refused every request).
 
     \b
     Examples:
@@ -208,7 +210,15 @@ def perturb_command(
     )
     if json_:
         emit_json(result.to_json())
-        return
+    else:
+        _echo_perturb(result)
+    outcome.check(
+        f"seal perturb {result.name}", result.to_json(), hint="check the rewriter (an llm: --base-url, --model)"
+    )
+
+
+def _echo_perturb(result: Any) -> None:
+    """The human report of a `seal perturb` run."""
     counts = result.variants
     click.echo(
         f"{result.column}: {result.method} ({result.kind}), seed {result.seed}, "
@@ -275,6 +285,21 @@ def perturb_command(
     show_default=True,
     help="Lower bound of the mean semantic change in the sensitivity ratio.",
 )
+@click.option(
+    "--population",
+    type=click.Choice(["all", "aligned-before"]),
+    default="all",
+    show_default=True,
+    help="Pairs of the robustness-score regression: all (the paper's π; a pair not aligned before has outcome 0) "
+    "or aligned-before (only pairs the RM got right before rewriting).",
+)
+@click.option(
+    "--ties",
+    type=click.Choice(["exclude", "disagree"]),
+    default="exclude",
+    show_default=True,
+    help="Tie rule, as in `seal resistance`: exclude = exact ties apart; disagree = a tie counts as disagreement.",
+)
 @json_option
 @click.pass_context
 def robustness_command(
@@ -288,6 +313,8 @@ def robustness_command(
     correction: str,
     confidence: float,
     semantic_floor: float,
+    population: str,
+    ties: str,
     json_: bool,
 ) -> None:
     """How reward models react to meaning-preserving rewrites: agreement before/after with CIs, flips with an
@@ -298,6 +325,7 @@ def robustness_command(
     Examples:
       seal robustness
       seal robustness --model oa_large_v2 --method llm --json
+      seal robustness --population aligned-before   # π conditional on agreeing before
     """
     from seal.analysis.robustness import robustness
 
@@ -312,6 +340,8 @@ def robustness_command(
         correction=correction,
         confidence=confidence,
         semantic_floor=semantic_floor,
+        population=population,
+        ties=ties,
     )
     if json_:
         emit_json(result.to_json())

@@ -7,7 +7,13 @@ from typing import Any
 import click
 
 from seal.annotate.models import ROLES, list_models
-from seal.annotate.scoring_model import DEVICES, DTYPES, INPUT_FORMATS, TRUNCATION_SIDES
+from seal.annotate.scoring_model import (
+    DEVICES,
+    DTYPES,
+    INPUT_FORMATS,
+    SHARING_MIN_FLOP_PER_KV_BYTE,
+    TRUNCATION_SIDES,
+)
 from seal.commands.common import emit_json, get_store, info, json_option, silent_option
 from seal.render import table
 
@@ -84,7 +90,10 @@ class BatchSize(click.ParamType):
     default="auto",
     show_default=True,
     help="Run the context that chosen and rejected share once, with a KV cache, for a causal chat-format RM "
-    "(same scores, fewer FLOPs). auto: on CUDA only.",
+    "(same scores, fewer FLOPs). auto: on any device when the model computes at least "
+    f"{SHARING_MIN_FLOP_PER_KV_BYTE:,} FLOPs per byte of KV cache (2 x non-embedding parameters over the "
+    "cache bytes per token); on: whenever the model allows it; off: never. Encoders never share; --compile "
+    "turns it off.",
 )
 @click.option(
     "--compile",
