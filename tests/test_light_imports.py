@@ -23,7 +23,11 @@ from seal.ingest.formats import ColumnMap, adapt_transcript
 record = {"chosen": "\\n\\nHuman: hi\\n\\nAssistant: yes", "rejected": "\\n\\nHuman: hi\\n\\nAssistant: no"}
 row = adapt_transcript(record, ColumnMap({}, {}))
 assert render_transcript(row.context) == "\\n\\nHuman: hi", row.context
-assert not hasattr(seal, "Store")
+# The store imports Lance only when it opens a table: without it, Store still imports and says what is missing.
+try:
+    seal.Store("/nonexistent-store").read(["pair_id"])
+except Exception as err:
+    assert "no seal store" in str(err) or "lance" in str(err), err
 print("ok")
 """
 
