@@ -32,7 +32,8 @@ def _writer(path: str, worker: int, ids: list[str], barrier, errors) -> None:
         column = values.column_names[1]
         barrier.wait(timeout=120)  # both writers start their commit at the same moment
         try:
-            run = RunRecord.finished("score", column.removeprefix("score_"), Recipe("score", column, {}), {"role": "other"})
+            recipe = Recipe("score", column, {})
+            run = RunRecord.finished("score", column.removeprefix("score_"), recipe, {"role": "other"})
             store.write_column(column, values, run)
         except Exception as err:  # reported to the parent: the test fails with the message
             errors.put(f"worker {worker} round {round_}: {type(err).__name__}: {err}")
