@@ -63,3 +63,66 @@ RUNS = pa.schema(
 )
 
 INGEST_COLUMNS = tuple(PAIRS.names)
+
+# Written by ingest when a source has several annotators per pair (`--label-from A,B,C`): the share of
+# annotators who gave the pair's label, and how many labelled it. Added to `pairs` when first written.
+ANNOTATOR_AGREEMENT = pa.field("annotator_agreement", pa.struct([("share", pa.float64()), ("annotators", pa.int64())]))
+
+# Side tables of the LLM labeler and rewriter (seal.annotate.features.llm_cache): the response cache per
+# (model, prompt, text, feature), the log of failed requests, and Batch API submissions.
+_TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+LLM_CACHE = pa.schema(
+    [
+        pa.field("key", pa.string()),
+        pa.field("model", pa.string()),
+        pa.field("prompt_hash", pa.string()),
+        pa.field("text_hash", pa.string()),
+        pa.field("feature", pa.string()),
+        pa.field("feature_hash", pa.string()),
+        pa.field("value", pa.string()),  # canonical JSON of the checked value
+        pa.field("response_id", pa.string()),
+        pa.field("n_features", pa.int32()),  # features answered by the same request
+        pa.field("prompt_tokens", pa.int64()),  # of that whole request (re-asks included)
+        pa.field("completion_tokens", pa.int64()),
+        pa.field("run_id", pa.string()),
+        pa.field("created_at", _TIMESTAMP),
+    ]
+)
+
+LLM_FAILURES = pa.schema(
+    [
+        pa.field("feature_set", pa.string()),
+        pa.field("model", pa.string()),
+        pa.field("prompt_hash", pa.string()),
+        pa.field("text_hash", pa.string()),
+        pa.field("pair_id", pa.string()),
+        pa.field("side", pa.string()),
+        pa.field("features", pa.list_(pa.string())),
+        pa.field("kind", pa.string()),  # invalid, timeout, http_500, rate_limited, truncated, batch_error, ...
+        pa.field("reason", pa.string()),
+        pa.field("attempts", pa.int32()),
+        pa.field("run_id", pa.string()),
+        pa.field("created_at", _TIMESTAMP),
+    ]
+)
+
+LLM_BATCHES = pa.schema(
+    [
+        pa.field("submission_id", pa.string()),
+        pa.field("feature_set", pa.string()),
+        pa.field("model", pa.string()),
+        pa.field("prompt_hash", pa.string()),
+        pa.field("base_url", pa.string()),
+        pa.field("features", pa.string()),  # JSON {digest: [feature definitions]} to validate the answers
+        pa.field("n_requests", pa.int64()),
+        pa.field("input_file_id", pa.string()),
+        pa.field("batch_id", pa.string()),
+        pa.field("status", pa.string()),  # uploaded, then the batch's status
+        pa.field("output_file_id", pa.string()),
+        pa.field("error_file_id", pa.string()),
+        pa.field("collected", pa.bool_()),
+        pa.field("created_at", _TIMESTAMP),
+        pa.field("updated_at", _TIMESTAMP),
+    ]
+)

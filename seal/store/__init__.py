@@ -29,10 +29,9 @@ from seal.store.base import (
     parse_duration,
 )
 from seal.store.indexes import Indexes
-from seal.store.legacy import Legacy
 
 
-class Store(Indexes, Legacy):
+class Store(Indexes):
     """A seal store at a folder path. Opening never creates anything; writes create tables on demand."""
 
 

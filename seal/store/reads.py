@@ -77,6 +77,10 @@ class Reads(Tables):
             self.require()
         return int(self._dataset(table).version)
 
+    def fragment_count(self, table: str = PAIRS) -> int:
+        """Data fragments of `table` (compaction merges small ones)."""
+        return len(self._dataset(table).get_fragments())
+
     def columns(self) -> list[str]:
         """Top-level columns of `pairs`."""
         return list(self.schema(PAIRS).names)

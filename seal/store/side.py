@@ -44,6 +44,12 @@ class SideTables(Writes):
         self._open_or_create(WORK_PREFIX + column, row_schema)
 
     @writes
+    def work_delete(self, column: str, where: Where) -> None:
+        """Delete the checkpoint rows of `column` matching `where` (e.g. rows of another recipe)."""
+        if self.work_exists(column):
+            self._dataset(WORK_PREFIX + column).delete(where)
+
+    @writes
     def drop_work_table(self, column: str) -> None:
         name = WORK_PREFIX + column
         if name in self.table_names():

@@ -45,14 +45,14 @@ def list_models(store: Store) -> dict[str, dict[str, Any]]:
     latest: dict[str, dict[str, Any]] = {}
     for run in store.runs("score"):
         latest[run["name"]] = run  # runs() is oldest first
-    table = store.pairs()
-    total = table.count_rows()
+    total = store.count()
+    names = set(store.columns())
     out: dict[str, dict[str, Any]] = {}
     for alias, run in sorted(latest.items()):
         column = score_column(alias)
-        if column not in table.schema.names:
+        if column not in names:
             continue
-        done = table.count_rows(f"`{column}`.chosen IS NOT NULL AND `{column}`.rejected IS NOT NULL")
+        done = store.count(f"`{column}`.chosen IS NOT NULL AND `{column}`.rejected IS NOT NULL")
         out[alias] = {
             "alias": alias,
             "column": column,

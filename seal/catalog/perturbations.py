@@ -21,11 +21,17 @@ Runs: stage ``perturb`` (name M), ``vscore`` (name ``M__alias``), ``vlabel`` (na
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 import pyarrow as pa
 
 from seal.errors import SealError
+from seal.recipe import Recipe, canonical_json
 from seal.schema import MESSAGE
+from seal.store import Store
+
+UP_TO_DATE, PENDING, STALE = "up-to-date", "pending", "stale"  # the plan statuses of seal.pipeline
 
 VARIANTS_PREFIX = "variants_"
 VSCORE_PREFIX = "vscore_"
@@ -79,13 +85,67 @@ def vfeatures_column(name: str, feature_set: str) -> str:
     return f"{VFEATURES_PREFIX}{check_name(name)}{SEPARATOR}{feature_set}"
 
 
-def split_column(column: str, prefix: str) -> tuple[str, str]:
-    """``vscore_typos__rm`` -> ("typos", "rm")."""
-    body = column.removeprefix(prefix)
-    name, _, rest = body.partition(SEPARATOR)
-    return name, rest
+VSCORE_STAGE_VERSION = 1
 
 
-def perturbation_names(columns: list[str]) -> list[str]:
-    """Perturbation names that have a variants column."""
-    return sorted(c.removeprefix(VARIANTS_PREFIX) for c in columns if c.startswith(VARIANTS_PREFIX))
+def _latest_run(store: Store, stage: str, name: str) -> dict[str, Any] | None:
+    runs = [r for r in store.runs(stage) if r["name"] == name and r["status"] == "done"]
+    return runs[-1] if runs else None
+
+
+def _changed_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    keys = set(old) | set(new)
+    return sorted(k for k in keys if canonical_json(old.get(k)) != canonical_json(new.get(k)))
+
+
+# -- re-scoring ---------------------------------------------------------------------------------------
+def variants_key(run: Mapping[str, Any]) -> str:
+    """What the variant scores depend on: the variants recipe and the content of the variants."""
+    return f"{run['fingerprint']}:{run['provenance'].get('content_hash', run['run_id'])}"
+
+
+def _vscore_recipe(name: str, variants_key: str, alias: str, score_fp: str) -> Recipe:
+    return Recipe(
+        stage="vscore",
+        name=f"{name}__{alias}",
+        stage_version=VSCORE_STAGE_VERSION,
+        params={"perturbation": name, "variants": variants_key, "model": alias, "score": score_fp},
+    )
+
+
+def vscore_status(store: Store, name: str, alias: str, info: Mapping[str, Any]) -> tuple[str, str]:
+    vrun = _latest_run(store, "perturb", name)
+    if vrun is None:
+        return PENDING, "no variants yet"
+    recipe = _vscore_recipe(name, variants_key(vrun), alias, info["fingerprint"])
+    column = vscore_column(name, alias)
+    last = _latest_run(store, "vscore", recipe.name)
+    if last is None or column not in store.columns():
+        return PENDING, "variants not scored yet"
+    if last["fingerprint"] != recipe.fingerprint():
+        changed = _changed_keys(last["recipe"].get("params", {}), recipe.params)
+        return STALE, f"changed since the variants were scored: {', '.join(changed)}"
+    return UP_TO_DATE, "variant scores up to date"
+
+
+def list_perturbations(store: Store) -> dict[str, dict[str, Any]]:
+    """Every perturbation in the store: {name: {column, method, fingerprint, recipe, vscore columns, vfeatures}}."""
+    store.require()
+    columns = store.columns()
+    out: dict[str, dict[str, Any]] = {}
+    for run in store.runs("perturb"):
+        if run["status"] != "done" or variants_column(run["name"]) not in columns:
+            continue
+        name = run["name"]
+        out[name] = {
+            "name": name,
+            "column": variants_column(name),
+            "method": run["recipe"]["params"].get("method"),
+            "fingerprint": run["fingerprint"],
+            "recipe": run["recipe"],
+            "run_id": run["run_id"],
+        }
+    for name, entry in out.items():
+        entry["vscore_columns"] = sorted(c for c in columns if c.startswith(f"vscore_{name}__"))
+        entry["vfeatures_columns"] = sorted(c for c in columns if c.startswith(f"vfeatures_{name}__"))
+    return dict(sorted(out.items()))
