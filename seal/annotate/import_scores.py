@@ -31,14 +31,15 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from seal.annotate.models import ROLES, SCORE_TYPE, check_alias, score_column
+from seal.catalog.models import ROLES, SCORE_TYPE, check_alias, score_column
 from seal.errors import SealError, SourceError, StoreError
 from seal.recipe import Recipe
-from seal.store import RunRecord, Store, new_run_id, now_utc
+from seal.store import RunRecord, Store, now_utc
 
 KEYS = ("pair_id", "chosen", "rejected")
 SUFFIXES = (".parquet", ".csv", ".jsonl", ".ndjson", ".json")
 SHOW_IDS = 5
+STAGE = "score"  # imported scores are recorded like scoring runs
 STAGE_VERSION = 1
 _NUMBER = r"^\s*[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf|infinity|nan)\s*$"
 
@@ -326,23 +327,22 @@ def validate_scores(raw: pa.Table, known_ids: pa.Array, column_map: Mapping[str,
 # -- the import ---------------------------------------------------------------------------------
 def import_recipe(alias: str, sha256: str, column_map: Mapping[str, str]) -> Recipe:
     params = {"origin": "imported", "file_sha256": sha256, "column_map": dict(column_map)}
-    return Recipe(stage="score", name=alias, params=params, stage_version=STAGE_VERSION)
+    return Recipe(stage=STAGE, name=alias, params=params, stage_version=STAGE_VERSION)
 
 
 def _latest_score_run(store: Store, alias: str) -> dict[str, Any] | None:
     latest = None
-    for run in store.runs("score"):
+    for run in store.runs(STAGE):
         if run["name"] == alias:
             latest = run
     return latest
 
 
 def _coverage(store: Store, column: str) -> tuple[int, int]:
-    table = store.pairs()
-    total = table.count_rows()
-    if column not in table.schema.names:
+    total = store.count()
+    if column not in store.columns():
         return 0, total
-    done = table.count_rows(f"`{column}`.chosen IS NOT NULL AND `{column}`.rejected IS NOT NULL")
+    done = store.count(f"`{column}`.chosen IS NOT NULL AND `{column}`.rejected IS NOT NULL")
     return int(done), int(total)
 
 
@@ -405,24 +405,10 @@ def import_scores(
         if previous["provenance"].get("role") == role:
             return result("unchanged", previous["run_id"], previous["pairs_version"], rows)
         # Same scores, new role: record the role without rewriting the column.
-        run_id = new_run_id()
         provenance = {**previous["provenance"], "role": role, "role_changed_from": previous["provenance"].get("role")}
-        store.record_run(
-            RunRecord(
-                run_id=run_id,
-                stage="score",
-                name=alias,
-                fingerprint=fingerprint,
-                recipe=recipe.to_dict(),
-                provenance=provenance,
-                status="done",
-                rows_written=0,
-                pairs_version=None,
-                started_at=started,
-                finished_at=now_utc(),
-            )
-        )
-        return result("role_updated", run_id, previous["pairs_version"], rows)
+        record = RunRecord.finished(STAGE, alias, recipe, provenance, started_at=started)
+        store.record_run(record)
+        return result("role_updated", record.run_id, previous["pairs_version"], rows)
 
     replaced = None
     if has_column or previous is not None:
@@ -456,30 +442,16 @@ def import_scores(
         fields=list(SCORE_TYPE),
     )
     values = pa.table({"pair_id": checked.pair_ids, column: struct})
-    version = store.materialize_column(column, values)
-    run_id = new_run_id()
-    store.record_run(
-        RunRecord(
-            run_id=run_id,
-            stage="score",
-            name=alias,
-            fingerprint=fingerprint,
-            recipe=recipe.to_dict(),
-            provenance={
-                "role": role,
-                "origin": "imported",
-                "file": str(path.resolve()),
-                "rows_in_file": raw.num_rows,
-                "replaced_run": replaced["run_id"] if replaced else None,
-            },
-            status="done",
-            rows_written=raw.num_rows,
-            pairs_version=version,
-            started_at=started,
-            finished_at=now_utc(),
-        )
-    )
-    return result("replaced" if replaced else "imported", run_id, version, raw.num_rows, replaced)
+    provenance = {
+        "role": role,
+        "origin": "imported",
+        "file": str(path.resolve()),
+        "rows_in_file": raw.num_rows,
+        "replaced_run": replaced["run_id"] if replaced else None,
+    }
+    record = RunRecord.finished(STAGE, alias, recipe, provenance, rows_written=raw.num_rows, started_at=started)
+    version = store.write_column(column, values, record)
+    return result("replaced" if replaced else "imported", record.run_id, version, raw.num_rows, replaced)
 
 
 __all__ = ["ImportResult", "ScoreFileError", "import_scores", "parse_column_map", "read_score_file", "validate_scores"]

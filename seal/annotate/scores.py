@@ -1,21 +1,23 @@
 """The `score` stage: reward-model scores of both responses of every pair, as column ``score_<alias>``.
 
-Contract (seal.annotate.models): the column is struct{chosen: float64, rejected: float64}; each write is
+Contract (seal.catalog.models): the column is struct{chosen: float64, rejected: float64}; each write is
 recorded in `runs` with stage ``score``, name = alias, the fingerprinted recipe (what determines the scores:
 model and commit, dtype, max_length, truncation, padding side, input format, head index, seal version) and
 provenance (role, origin ``scored``, batch size, device, timings, truncation counts).
 
-Resumable: finished chunks are appended to the work table ``work__score_<alias>`` (commit points every
-`commit_rows` pairs or `commit_seconds` of work); a killed run resumes with only the pairs that are neither
-in the column nor in the work table. At the end the column is written from the kept values plus the work
-table in one column-level write, the run is recorded, and the work table is dropped. A different recipe
-under the same alias is refused unless `replace`.
+`plan` finds the pairs that lack a score under this recipe (neither in the column nor in the checkpoint of
+an interrupted run); `run` scores exactly those with the engine (seal.engines.scoring), appending finished
+chunks to the checkpoint ``work__score_<alias>`` (commit points every `commit_rows` pairs or
+`commit_seconds` of work), then writes the column from the kept values plus the checkpoint in one
+column-level write together with its run record, and drops the checkpoint. A different recipe under the
+same alias is refused unless `replace`. `seal score`, `score()` and `seal run` all go through
+`seal.pipeline.run_stage` (`run_score`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -23,14 +25,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from seal.annotate.models import ROLES, SCORE_TYPE, check_alias, default_alias, score_column
-from seal.annotate.scoring_model import RewardModel, parse_batch_size
+from seal.catalog.models import ROLES, SCORE_TYPE, check_alias, default_alias, score_column
+from seal.engines.scoring import RewardModel, parse_batch_size
 from seal.errors import SealError
-from seal.pipeline import PENDING, STALE, UP_TO_DATE, Plan, register_stage
+from seal.pipeline import DONE, PENDING, STALE, UP_TO_DATE, Plan, register_stage, run_stage
 from seal.progress import progress_bar
 from seal.recipe import Recipe
 from seal.spec import Spec
-from seal.store import WORK_PREFIX, RunRecord, Store, new_run_id, now_utc
+from seal.store import RunRecord, Store, now_utc
 
 STAGE = "score"
 STAGE_VERSION = 1
@@ -38,6 +40,7 @@ COMMIT_ROWS = 1000  # commit a chunk to the work table every this many pairs ...
 COMMIT_SECONDS = 30.0  # ... or after this much work, whichever comes first
 CHUNK_PAIRS = 512  # pairs read and scored together (length-sorted inside the chunk)
 FINGERPRINT_COL = "fingerprint"
+PAIR_COLUMNS = ["pair_id", "context", "chosen", "rejected"]
 
 AfterCommit = Callable[[int, int], None]  # (commits so far in this run, pairs committed so far)
 
@@ -106,7 +109,7 @@ class ScoreResult:
     non_finite: int = 0
     batches: int = 0
     commits: int = 0
-    prefix_sharing: str = ""  # "on: why" / "off: why" (see seal.annotate.shared_prefix)
+    prefix_sharing: str = ""  # "on: why" / "off: why" (see seal.engines.scoring.shared_prefix)
     shared_texts: int = 0
     prefix_tokens_saved: int = 0
     pairs_version: int | None = None
@@ -128,26 +131,18 @@ class ScoreResult:
 
 
 @dataclass
-class _State:
-    """What the store holds for this alias now."""
+class ScoreWork:
+    """What the store holds for this alias when planned, and so what `run` does (the plan's `work`)."""
 
     total: int
-    pair_ids: pa.Array  # all pair ids, in dataset order
-    missing: np.ndarray  # bool per pair: needs a score under this recipe
-    work_ids: set[str]  # pairs committed to the work table under this recipe
-    foreign_work: bool  # the work table holds rows of another recipe
+    todo: pa.Array  # pair ids still to score, in dataset order
+    complete: int  # pairs already scored in the column with this recipe
+    work_ids: set[str]  # pairs committed to the checkpoint under this recipe
+    foreign_work: bool  # the checkpoint holds rows of another recipe
     has_column: bool
     conflict: str | None  # why the existing column is not this recipe's, if it is not
     changed: tuple[str, ...]  # recipe fields that differ from the last run's
     last_role: str | None
-
-    @property
-    def todo(self) -> np.ndarray:
-        """Dataset offsets of the pairs still to score."""
-        if not self.work_ids:
-            return np.flatnonzero(self.missing)
-        in_work = pc.is_in(self.pair_ids, value_set=pa.array(sorted(self.work_ids), pa.string()))
-        return np.flatnonzero(self.missing & ~np.asarray(in_work.to_numpy(zero_copy_only=False), dtype=bool))
 
 
 def _work_schema(column: str) -> pa.Schema:
@@ -164,6 +159,12 @@ def _diff(old: dict[str, Any], new: dict[str, Any]) -> str:
     keys = sorted(set(old) | set(new))
     changes = [f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
     return "; ".join(changes) or "stage version"
+
+
+def _complete(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """True where a score struct and both its sides are present."""
+    chosen, rejected = pc.struct_field(column, "chosen"), pc.struct_field(column, "rejected")
+    return pc.and_(pc.is_valid(column), pc.and_(pc.is_valid(chosen), pc.is_valid(rejected)))
 
 
 class ScoreStage:
@@ -207,17 +208,12 @@ class ScoreStage:
         self.recipe = Recipe(STAGE, self.alias, self.rm.recipe_params(), stage_version=STAGE_VERSION)
 
     # -- state -----------------------------------------------------------------------------------
-    def _runs(self, store: Store) -> list[dict[str, Any]]:
-        return [r for r in store.runs(STAGE) if r["name"] == self.alias]
-
-    def _state(self, store: Store) -> _State:
+    def _state(self, store: Store) -> ScoreWork:
         fingerprint = self.recipe.fingerprint()
-        runs = self._runs(store)
+        runs = [r for r in store.runs(STAGE) if r["name"] == self.alias]
         last = runs[-1] if runs else None
-        ds = store.pairs().to_lance()
-        has_column = self.column in ds.schema.names
-        read = ["pair_id", self.column] if has_column else ["pair_id"]
-        table = ds.to_table(columns=read)
+        has_column = self.column in store.columns()
+        table = store.read(["pair_id", self.column] if has_column else ["pair_id"])
         total = table.num_rows
         ids = table.column("pair_id").combine_chunks()
         conflict = None
@@ -235,42 +231,59 @@ class ScoreStage:
                     changed = tuple(sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)))
                     conflict = f"`{self.column}` was scored with another recipe ({_diff(old, new)})"
         if has_column and conflict is None:
-            col = table.column(self.column).combine_chunks()
-            chosen, rejected = pc.struct_field(col, "chosen"), pc.struct_field(col, "rejected")
-            null = pc.or_(pc.or_(pc.is_null(col), pc.is_null(chosen)), pc.is_null(rejected))
-            missing = np.asarray(null.to_numpy(zero_copy_only=False), dtype=bool)
+            complete = np.asarray(_complete(table.column(self.column).combine_chunks()).to_numpy(zero_copy_only=False))
+            missing = ~complete.astype(bool)
         else:
             missing = np.ones(total, dtype=bool)
         work_ids: set[str] = set()
         foreign = False
-        if WORK_PREFIX + self.column in store.table_names():
-            work = store.work_table(self.column, _work_schema(self.column)).to_lance()
-            rows = work.to_table(columns=["pair_id", FINGERPRINT_COL])
-            fps = rows.column(FINGERPRINT_COL).to_pylist()
+        committed = store.work_read(self.column, ["pair_id", FINGERPRINT_COL])
+        if committed is not None:
+            fps = committed.column(FINGERPRINT_COL).to_pylist()
             foreign = any(fp != fingerprint for fp in fps)
-            work_ids = {
-                pid for pid, fp in zip(rows.column("pair_id").to_pylist(), fps, strict=True) if fp == fingerprint
-            }
+            pids = committed.column("pair_id").to_pylist()
+            work_ids = {pid for pid, fp in zip(pids, fps, strict=True) if fp == fingerprint}
+        todo = missing
+        if work_ids:
+            in_work = pc.is_in(ids, value_set=pa.array(sorted(work_ids), pa.string()))
+            todo = missing & ~np.asarray(in_work.to_numpy(zero_copy_only=False), dtype=bool)
         last_role = last["provenance"].get("role") if last else None
-        return _State(total, ids, missing, work_ids, foreign, has_column, conflict, changed, last_role)
+        return ScoreWork(
+            total=total,
+            todo=ids.filter(pa.array(todo)),
+            complete=int(total - missing.sum()),
+            work_ids=work_ids,
+            foreign_work=foreign,
+            has_column=has_column,
+            conflict=conflict,
+            changed=changed,
+            last_role=last_role,
+        )
 
-    def role(self, state: _State | None = None) -> str:
+    def role(self, state: ScoreWork | None = None) -> str:
         if self.options.role:
             return self.options.role
         return (state.last_role if state else None) or "other"
 
+    def _role_change(self, state: ScoreWork) -> bool:
+        return bool(self.options.role and state.last_role and self.options.role != state.last_role)
+
     # -- plan ------------------------------------------------------------------------------------
     def plan(self, store: Store) -> Plan:
+        """Pending (pairs to score, or a role to record), stale (another recipe holds the column) or up to
+        date; the plan's `work` is what `run` will do."""
         fingerprint = self.recipe.fingerprint()
         estimate = {
             "input_format": self.rm.input_format,
             "input_format_reason": self.rm.input_format_reason,
             "max_length": self.rm.max_length,
         }
+
+        def plan(status: str, reason: str, todo: int | None, **extra: Any) -> Plan:
+            return Plan(STAGE, self.alias, fingerprint, status, reason, todo, self.column, estimate, **extra)
+
         if not store.exists():
-            return Plan(
-                STAGE, self.alias, fingerprint, PENDING, "no pairs in the store yet", None, self.column, estimate
-            )
+            return plan(PENDING, "no pairs in the store yet", None)
         state = self._state(store)
         todo = len(state.todo)
         estimate.update({"texts": 2 * todo, "pairs_resumable": len(state.work_ids)})
@@ -279,32 +292,28 @@ class ScoreStage:
                 reason = f"{state.conflict}; --replace: rescoring every pair"
             else:
                 reason = f"{state.conflict}; pass --replace to rescore every pair"
-            return Plan(STAGE, self.alias, fingerprint, STALE, reason, todo, self.column, estimate, state.changed)
+            return plan(STALE, reason, todo, changed=state.changed, work=state)
         if todo == 0 and not state.work_ids:
-            if self.options.role and state.last_role and self.options.role != state.last_role:
+            if self._role_change(state):
                 reason = f"role changes from {state.last_role} to {self.options.role} (no rescoring)"
-                return Plan(STAGE, self.alias, fingerprint, PENDING, reason, 0, self.column, estimate)
-            reason = f"all {state.total:,} pairs scored with this recipe"
-            return Plan(STAGE, self.alias, fingerprint, UP_TO_DATE, reason, 0, self.column, estimate)
+                return plan(PENDING, reason, 0, work=state)
+            return plan(UP_TO_DATE, f"all {state.total:,} pairs scored with this recipe", 0, work=state)
         parts = [f"{todo:,} of {state.total:,} pairs to score"]
         if state.work_ids:
             parts.append(f"{len(state.work_ids):,} committed by an interrupted run are kept")
         if not state.has_column:
             parts.append("not scored yet" if not state.work_ids else "column not written yet")
-        return Plan(STAGE, self.alias, fingerprint, PENDING, "; ".join(parts), todo, self.column, estimate)
+        return plan(PENDING, "; ".join(parts), todo, work=state)
 
     # -- run -------------------------------------------------------------------------------------
-    def run(self, store: Store, plan: Plan | None = None, show_progress: bool = False) -> dict[str, Any]:
-        result = self.execute(store, show_progress=show_progress)
-        return {**result.to_json(), "summary": result.summary()}
-
-    def _result(self, status: str, reason: str, role: str) -> ScoreResult:
+    def _result(self, status: str, reason: str, state: ScoreWork) -> ScoreResult:
         rm = self.rm
+        replacing = bool(state.conflict)
         return ScoreResult(
             alias=self.alias,
             column=self.column,
             model=rm.model_id,
-            role=role,
+            role=self.role(state),
             status=status,
             reason=reason,
             fingerprint=self.recipe.fingerprint(),
@@ -316,43 +325,68 @@ class ScoreStage:
             head_index=rm.head_index,
             device=rm.device,
             batch_size=self.batch_size,
+            replaced=replacing,
+            pairs_total=state.total,
+            pairs_resumed=len(state.work_ids),
+            pairs_kept=0 if replacing else state.complete,
         )
 
-    def execute(self, store: Store, show_progress: bool = False) -> ScoreResult:
-        """Plan and run: score what is missing, commit in chunks, write the column, record the run."""
+    def up_to_date(self, plan: Plan) -> ScoreResult:
+        """The result of a plan with nothing to do (what `run_score` returns when the stage was skipped)."""
+        state = self._planned(plan)
+        return self._result("up-to-date", f"all {state.total:,} pairs scored with this recipe", state)
+
+    def _planned(self, plan: Plan) -> ScoreWork:
+        if not isinstance(plan.work, ScoreWork):
+            raise SealError(f"this plan was not made by the `{STAGE}` stage of `{self.alias}`")
+        return plan.work
+
+    def run(self, store: Store, plan: Plan, show_progress: bool = False) -> ScoreResult:
+        """Score the planned pairs, commit in chunks, write the column and its run record in one step."""
         store.require()
         started, t0 = now_utc(), time.perf_counter()
         fingerprint = self.recipe.fingerprint()
-        state = self._state(store)
-        role = self.role(state)
+        state = self._planned(plan)
         if state.conflict and not self.replace:
             raise SealError(
                 f"{state.conflict}",
                 hint=f"pass --replace to rescore every pair under `{self.alias}`, or score under another --alias",
             )
-        replacing = bool(state.conflict)
+        if not len(state.todo) and not state.work_ids and not self._role_change(state):
+            return self.up_to_date(plan)
         if state.foreign_work:  # rows of another recipe from an interrupted run: never mixed in
-            work = store.work_table(self.column, _work_schema(self.column))
-            work.delete(f"{FINGERPRINT_COL} != '{fingerprint}'")
-        todo = state.todo
-        result = self._result("done", "", role)
-        result.pairs_total = state.total
-        result.pairs_resumed = len(state.work_ids)
-        result.replaced = replacing
-        result.pairs_kept = 0 if replacing else int(state.total - state.missing.sum())
-        role_change = bool(self.options.role and state.last_role and self.options.role != state.last_role)
-        if len(todo) == 0 and not state.work_ids and not role_change:
-            result.status = "up-to-date"
-            result.reason = f"all {state.total:,} pairs scored with this recipe"
-            result.seconds = round(time.perf_counter() - t0, 3)
-            return result
-
+            store.work_delete(self.column, f"{FINGERPRINT_COL} != '{fingerprint}'")
+        result = self._result("done", "", state)
         stats_before = dict(asdict(self.rm.stats))
-        if len(todo):
-            self._score_missing(store, todo, result, show_progress)
-        version = self._materialize(store, state, replacing) if (len(todo) or state.work_ids) else None
+        if len(state.todo):
+            self._score_missing(store, state.todo, result, show_progress)
         stats = asdict(self.rm.stats)
         delta = {k: stats[k] - stats_before[k] for k in stats}
+        self._count(result, delta, t0)
+        rescored = bool(len(state.todo) or state.work_ids)
+        result.reason = (
+            f"scored {result.pairs_scored:,} pairs"
+            + (f", kept {result.pairs_resumed:,} from an interrupted run" if result.pairs_resumed else "")
+            + ("" if rescored else " (role update only)")
+        )
+        record = RunRecord.finished(
+            STAGE,
+            self.alias,
+            self.recipe,
+            self._provenance(result),
+            rows_written=result.pairs_scored + result.pairs_resumed,
+            started_at=started,
+        )
+        result.run_id = record.run_id
+        if rescored:
+            result.pairs_version = store.write_column(self.column, self._column_values(store, state), record)
+            store.drop_work_table(self.column)
+        else:
+            store.record_run(record)
+        return result
+
+    def _count(self, result: ScoreResult, delta: dict[str, Any], t0: float) -> None:
+        """The engine's counters of this run into the result."""
         result.texts_scored = int(delta["texts"])
         result.texts_truncated = int(delta["truncated"])
         result.non_finite = int(delta["non_finite"])
@@ -367,59 +401,50 @@ class ScoreStage:
             "forward": round(delta["forward_seconds"], 3),
             "total": result.seconds,
         }
-        if result.pairs_scored and delta["forward_seconds"] + delta["tokenize_seconds"] > 0:
-            result.pairs_per_second = round(
-                result.pairs_scored / (delta["forward_seconds"] + delta["tokenize_seconds"]), 2
-            )
-        result.pairs_version = version
-        result.run_id = new_run_id()
-        result.reason = (
-            f"scored {result.pairs_scored:,} pairs"
-            + (f", kept {result.pairs_resumed:,} from an interrupted run" if result.pairs_resumed else "")
-            + (" (role update only)" if not len(todo) and not state.work_ids else "")
-        )
-        written = result.pairs_scored + result.pairs_resumed
-        store.record_run(
-            RunRecord(
-                run_id=result.run_id,
-                stage=STAGE,
-                name=self.alias,
-                fingerprint=fingerprint,
-                recipe=self.recipe.to_dict(),
-                provenance={
-                    "role": role,
-                    "origin": "scored",
-                    "column": self.column,
-                    "batch_size": self.batch_size,
-                    "commit_rows": self.commit_rows,
-                    "pairs_scored": result.pairs_scored,
-                    "pairs_resumed": result.pairs_resumed,
-                    "pairs_kept": result.pairs_kept,
-                    "replaced": replacing,
-                    "texts_truncated": result.texts_truncated,
-                    "non_finite": result.non_finite,
-                    "batches": result.batches,
-                    "commits": result.commits,
-                    "pairs_per_second": result.pairs_per_second,
-                    "timings": result.timings,
-                    "scoring": self.rm.stats.to_json(),
-                    **self.rm.provenance(),
-                },
-                status="done",
-                rows_written=written,
-                pairs_version=version,
-                started_at=started,
-                finished_at=now_utc(),
-            )
-        )
-        if version is not None:
-            store.drop_work_table(self.column)
-        return result
+        busy = delta["forward_seconds"] + delta["tokenize_seconds"]
+        if result.pairs_scored and busy > 0:
+            result.pairs_per_second = round(result.pairs_scored / busy, 2)
 
-    def _score_missing(self, store: Store, todo: np.ndarray, result: ScoreResult, show_progress: bool) -> None:
+    def _provenance(self, result: ScoreResult) -> dict[str, Any]:
+        return {
+            "role": result.role,
+            "origin": "scored",
+            "column": self.column,
+            "batch_size": self.batch_size,
+            "commit_rows": self.commit_rows,
+            "pairs_scored": result.pairs_scored,
+            "pairs_resumed": result.pairs_resumed,
+            "pairs_kept": result.pairs_kept,
+            "replaced": result.replaced,
+            "texts_truncated": result.texts_truncated,
+            "non_finite": result.non_finite,
+            "batches": result.batches,
+            "commits": result.commits,
+            "pairs_per_second": result.pairs_per_second,
+            "timings": result.timings,
+            "scoring": self.rm.stats.to_json(),
+            **self.rm.provenance(),
+        }
+
+    def _chunks(self, store: Store, todo: pa.Array) -> Iterator[pa.Table]:
+        """The planned pairs' texts, `chunk_pairs` pairs at a time, in one pass over the store."""
+        where = pc.field("pair_id").isin(todo)
+        pending: list[pa.Table] = []
+        held = 0
+        for batch in store.scan(PAIR_COLUMNS, where, batch_size=self.chunk_pairs):
+            pending.append(pa.Table.from_batches([batch]))
+            held += batch.num_rows
+            while held >= self.chunk_pairs:
+                table = pa.concat_tables(pending)
+                yield table.slice(0, self.chunk_pairs)
+                rest = table.slice(self.chunk_pairs)
+                pending, held = [rest], rest.num_rows
+        if held:
+            yield pa.concat_tables(pending)
+
+    def _score_missing(self, store: Store, todo: pa.Array, result: ScoreResult, show_progress: bool) -> None:
         fingerprint = self.recipe.fingerprint()
-        work = store.work_table(self.column, _work_schema(self.column))
-        ds = store.pairs().to_lance()
+        schema = _work_schema(self.column)
         self.rm.load()
         buffer: list[pa.Table] = []
         buffered = 0
@@ -429,7 +454,7 @@ class ScoreStage:
             nonlocal buffer, buffered, last_commit
             if not buffered:
                 return
-            work.add(pa.concat_tables(buffer))
+            store.work_append(self.column, pa.concat_tables(buffer), schema)
             result.commits += 1
             result.pairs_scored += buffered
             buffer, buffered, last_commit = [], 0, time.perf_counter()
@@ -437,9 +462,7 @@ class ScoreStage:
                 self.after_commit(result.commits, result.pairs_scored)
 
         with progress_bar(show_progress, total=2 * len(todo), desc=f"Scoring {self.alias}", unit="texts") as bar:
-            for start in range(0, len(todo), self.chunk_pairs):
-                offsets = todo[start : start + self.chunk_pairs]
-                rows = ds.take(offsets.tolist(), columns=["pair_id", "context", "chosen", "rejected"])
+            for rows in self._chunks(store, todo):
                 contexts = rows.column("context").to_pylist()
                 chosen = rows.column("chosen").to_pylist()
                 rejected = rows.column("rejected").to_pylist()
@@ -454,8 +477,7 @@ class ScoreStage:
                 )
                 buffer.append(
                     pa.Table.from_arrays(
-                        [rows.column("pair_id"), scores, pa.array([fingerprint] * n, pa.string())],
-                        schema=_work_schema(self.column),
+                        [rows.column("pair_id"), scores, pa.array([fingerprint] * n, pa.string())], schema=schema
                     )
                 )
                 buffered += n
@@ -463,23 +485,30 @@ class ScoreStage:
                     commit()
             commit()
 
-    def _materialize(self, store: Store, state: _State, replacing: bool) -> int:
-        """Write the column from the values kept (same recipe) plus the work table, in one write."""
+    def _column_values(self, store: Store, state: ScoreWork) -> pa.Table:
+        """The column's values: those kept (same recipe) plus the checkpoint's."""
         fingerprint = self.recipe.fingerprint()
-        work = store.work_table(self.column, _work_schema(self.column)).to_lance()
-        fresh = work.to_table(columns=["pair_id", self.column], filter=pc.field(FINGERPRINT_COL) == fingerprint)
         target = pa.schema([pa.field("pair_id", pa.string()), pa.field(self.column, SCORE_TYPE)])
         parts = []
-        if state.has_column and not replacing:
-            kept = store.pairs().to_lance().to_table(columns=["pair_id", self.column])
-            col = kept.column(self.column).combine_chunks()
-            complete = pc.and_(
-                pc.is_valid(col),
-                pc.and_(pc.is_valid(pc.struct_field(col, "chosen")), pc.is_valid(pc.struct_field(col, "rejected"))),
-            )
-            parts.append(kept.filter(complete).cast(target))
-        parts.append(fresh.cast(target))
-        return store.materialize_column(self.column, pa.concat_tables(parts))
+        if state.has_column and not state.conflict and self.column in store.columns():
+            kept = store.read(["pair_id", self.column])
+            parts.append(kept.filter(_complete(kept.column(self.column))).cast(target))
+        fresh = store.work_read(self.column, ["pair_id", self.column], where=pc.field(FINGERPRINT_COL) == fingerprint)
+        if fresh is not None:
+            parts.append(fresh.cast(target))
+        return pa.concat_tables(parts) if parts else target.empty_table()
+
+
+def run_score(store: Store, stage: ScoreStage, show_progress: bool = False) -> ScoreResult:
+    """Run one score stage through the pipeline (plan, then exactly that plan); the result also when there
+    was nothing to do."""
+    t0 = time.perf_counter()
+    outcome = run_stage(store, stage, show_progress=show_progress)
+    if outcome.status == DONE:
+        return outcome.result
+    result = stage.up_to_date(outcome.plan)
+    result.seconds = round(time.perf_counter() - t0, 3)
+    return result
 
 
 def score(
@@ -497,14 +526,19 @@ def score(
     input_format: str = "auto",
     head_index: int | None = None,
     trust_remote_code: bool = False,
+    prefix_sharing: str = "auto",
+    compile: bool = False,
     replace: bool = False,
     show_progress: bool = False,
     commit_rows: int = COMMIT_ROWS,
     commit_seconds: float = COMMIT_SECONDS,
     after_commit: AfterCommit | None = None,
 ) -> ScoreResult:
-    """Score every pair of the store that lacks `score_<alias>` under this recipe (see `seal score --help`)."""
+    """Score every pair of the store that lacks `score_<alias>` under this recipe (see `seal score --help`;
+    `prefix_sharing` is auto | on | off, `compile` runs the model through torch.compile)."""
     store.require()
+    if prefix_sharing not in PREFIX_SHARING:
+        raise SealError(f"unknown prefix sharing `{prefix_sharing}`", hint="use auto, on or off")
     options = ScoreOptions(
         model=model,
         alias=alias,
@@ -518,11 +552,13 @@ def score(
         input_format=input_format,
         head_index=head_index,
         trust_remote_code=trust_remote_code,
+        share_prefix=prefix_sharing,
+        compile=compile,
     )
     stage = ScoreStage(
         options, replace=replace, commit_rows=commit_rows, commit_seconds=commit_seconds, after_commit=after_commit
     )
-    return stage.execute(store, show_progress=show_progress)
+    return run_score(store, stage, show_progress=show_progress)
 
 
 @register_stage(STAGE, section="reward_models", order=10)

@@ -13,11 +13,9 @@ import pyarrow as pa
 from seal import schema
 from seal.ingest.mapping import Canonical
 from seal.ingest.readers import SNIPPET_CHARS, RawRow
+from seal.schema import ANNOTATOR_AGREEMENT as AGREEMENT
 
 CHUNK_ROWS = 20_000
-# Written by ingest when a source has several annotators per pair (`--label-from A,B,C`): the share of
-# annotators who gave the pair's label, and how many labelled it.
-AGREEMENT = pa.field("annotator_agreement", pa.struct([("share", pa.float64()), ("annotators", pa.int64())]))
 # Columns ingest owns beyond schema.PAIRS (added to `pairs` when first written).
 EXTRA_COLUMNS = (AGREEMENT,)
 

@@ -315,18 +315,15 @@ def _record(store: Store, result: IngestResult, recipe: Recipe, src: Source, on_
         provenance["on_change"] = on_change
         provenance["update"] = result.update
     store.record_run(
-        RunRecord(
-            run_id=result.run_id,  # type: ignore[arg-type]
-            stage="ingest",
-            name=result.dataset,
-            fingerprint=recipe.fingerprint(),
-            recipe=recipe.to_dict(),
-            provenance=provenance,
-            status="done",
+        RunRecord.finished(
+            "ingest",
+            result.dataset,
+            recipe,
+            provenance,
             rows_written=result.ingested,
             pairs_version=result.pairs_version,
             started_at=started,
-            finished_at=now_utc(),
+            run_id=result.run_id,
         )
     )
 
@@ -355,13 +352,9 @@ def _counts(result: IngestResult) -> dict[str, Any]:
 
 def _new_quarantine(store: Store, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Quarantine rows not already recorded for the same (dataset, key, reason)."""
-    if not rows or "quarantine" not in store.table_names():
+    if not rows:
         return rows
     dataset = rows[0]["dataset"]
-    known = (
-        store.table("quarantine")
-        .to_lance()
-        .to_table(columns=["source_key", "reason"], filter=pc.field("dataset") == dataset)
-    )
+    known = store.quarantine(pc.field("dataset") == dataset, columns=["source_key", "reason"])
     seen = set(zip(known.column("source_key").to_pylist(), known.column("reason").to_pylist(), strict=True))
     return [r for r in rows if (r["source_key"], r["reason"]) not in seen]

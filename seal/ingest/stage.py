@@ -8,7 +8,7 @@ from seal.ingest.core import IngestResult, ingest, ingest_recipe
 from seal.pipeline import PENDING, STALE, UP_TO_DATE, Plan, register_stage
 from seal.recipe import Recipe
 from seal.spec import Spec
-from seal.store import RunRecord, Store, new_run_id, now_utc
+from seal.store import RunRecord, Store, now_utc
 
 
 class IngestStage:
@@ -65,21 +65,8 @@ class IngestStage:
 
     def _record_noop(self, store: Store, result: IngestResult, started: Any) -> None:
         counts = {k: getattr(result, k) for k in ("read", "ingested", "already_present", "quarantined", "format")}
-        store.record_run(
-            RunRecord(
-                run_id=new_run_id(),
-                stage="ingest",
-                name=self.recipe.name,
-                fingerprint=self.recipe.fingerprint(),
-                recipe=self.recipe.to_dict(),
-                provenance={"counts": counts, "note": "no new pairs or quarantined rows"},
-                status="done",
-                rows_written=0,
-                pairs_version=None,
-                started_at=started,
-                finished_at=now_utc(),
-            )
-        )
+        provenance = {"counts": counts, "note": "no new pairs or quarantined rows"}
+        store.record_run(RunRecord.finished("ingest", self.recipe.name, self.recipe, provenance, started_at=started))
 
 
 def summary(result: IngestResult) -> str:

@@ -181,7 +181,7 @@ def apply_update(
     if not store.exists():
         report.new = incoming.num_rows
         return report, (store.add_pairs(incoming) if incoming.num_rows else None)
-    target = store.pairs().schema
+    target = store.schema()
     incoming = _cast_like(incoming, target)
     compared = [c for c in _COMPARED if c in target.names] + [c.name for c in EXTRA_COLUMNS if c.name in target.names]
     keys = incoming.column("source_key").combine_chunks()

@@ -30,9 +30,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from seal.annotate.features.featureset import Feature, FeatureSet, InvalidLabel, load_feature_set
 from seal.annotate.features.writer import (
-    LABEL_STAGE,
     InvalidLabels,
     current_fingerprint,
     latest_label_run,
@@ -40,8 +38,10 @@ from seal.annotate.features.writer import (
     summarize_labels,
     write_labels,
 )
+from seal.catalog.features import LABEL_STAGE
+from seal.catalog.featuresets import Feature, FeatureSet, InvalidLabel, load_feature_set
 from seal.errors import SealError, SourceError, StoreError
-from seal.pipeline import PENDING, STALE, UP_TO_DATE, Plan
+from seal.pipeline import DONE, PENDING, STALE, UP_TO_DATE, Plan, run_stage
 from seal.recipe import Recipe
 from seal.store import Store, now_utc
 
@@ -74,7 +74,7 @@ class ImportResult:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
-    def line(self) -> str:
+    def summary(self) -> str:
         """One human line."""
         if self.status == UP_TO_DATE:
             return f"{self.column}: {Path(self.file).name} already imported"
@@ -298,10 +298,9 @@ def key_map_for(store: Store, key: str, dataset: str | None = None) -> dict[Any,
     """{key value: pair_id} for `key` (pair_id: all ids of the store), restricted to one dataset."""
     if key not in KEYS:
         raise SealError(f"unknown key `{key}`", hint=f"use one of {', '.join(KEYS)}")
-    ds = store.pairs().to_lance()
     flt = None if dataset is None else pc.field("dataset") == dataset
     columns = ["pair_id"] if key == "pair_id" else ["pair_id", key]
-    table = ds.to_table(columns=columns, filter=flt)
+    table = store.read(columns, flt)
     if dataset is not None and table.num_rows == 0:
         raise StoreError(f"the store has no pairs of dataset `{dataset}`")
     ids = table.column("pair_id").to_pylist()
@@ -372,59 +371,69 @@ class ImportStage:
             return Plan(LABEL_STAGE, name, fingerprint, STALE, reason, None, self.column)
         return Plan(LABEL_STAGE, name, fingerprint, PENDING, f"{self.path.name} not imported yet", None, self.column)
 
-    def run(self, store: Store, plan: Plan | None = None, show_progress: bool = False) -> dict[str, Any]:
-        result = self.execute(store)
-        return {**result.to_json(), "summary": result.line()}
-
-    def execute(self, store: Store, dry_run: bool = False) -> ImportResult:
-        t0 = time.perf_counter()
-        started = now_utc()
-        store.require()
-        plan = self.plan(store)
-        fs = self.feature_set
-        total = len(store.pair_ids())
-        result = ImportResult(
-            feature_set=fs.name,
+    def _result(self, store: Store, plan: Plan, status: str) -> ImportResult:
+        return ImportResult(
+            feature_set=self.feature_set.name,
             column=self.column,
             file=str(self.path),
             layout="",
             key=self.key,
-            fingerprint=plan.fingerprint,
-            status=plan.status,
+            fingerprint=plan.fingerprint or self.recipe.fingerprint(),
+            status=status,
             rows_read=0,
             pairs_imported=0,
-            pairs_total=total,
+            pairs_total=store.count(),
+            replaced=plan.status == STALE,
         )
-        if plan.status == UP_TO_DATE:
-            last = latest_label_run(store, fs.name) or {}
-            result.layout = last.get("provenance", {}).get("layout", "")
-            result.seconds = round(time.perf_counter() - t0, 3)
-            return result
+
+    def up_to_date(self, store: Store, plan: Plan) -> ImportResult:
+        """The result of a plan with nothing to do: the file was imported already."""
+        result = self._result(store, plan, UP_TO_DATE)
+        result.replaced = False
+        last = latest_label_run(store, self.feature_set.name) or {}
+        result.layout = last.get("provenance", {}).get("layout", "")
+        return result
+
+    def _parse(self, store: Store, result: ImportResult) -> tuple[pa.Table, str]:
+        """Read and check the file (every problem raised at once); the labels and the file's kind."""
         rows, kind = read_rows(self.path)
         result.rows_read = len(rows)
+        key_map = key_map_for(store, self.key, self.dataset)
         labels, layout, ignored = parse_rows(
-            rows, fs, key_map_for(store, self.key, self.dataset), self.key, from_text=kind in ("csv", "tsv")
+            rows, self.feature_set, key_map, self.key, from_text=kind in ("csv", "tsv")
         )
         result.layout, result.ignored_columns = layout, ignored
         result.pairs_imported = labels.num_rows
-        result.replaced = plan.status == STALE
-        if dry_run:
-            result.status = "dry-run"
-            result.means = summarize_labels(fs, labels)
-            result.seconds = round(time.perf_counter() - t0, 3)
-            return result
+        return labels, kind
+
+    def dry_run(self, store: Store, plan: Plan) -> ImportResult:
+        """Read and check the file as `run` would; write nothing."""
+        if plan.status == UP_TO_DATE:
+            return self.up_to_date(store, plan)
+        result = self._result(store, plan, "dry-run")
+        labels, _ = self._parse(store, result)
+        result.means = summarize_labels(self.feature_set, labels)
+        return result
+
+    def run(self, store: Store, plan: Plan, show_progress: bool = False) -> ImportResult:
+        """Read, check and write the file's labels (replacing the set's labels when the plan is stale)."""
+        t0 = time.perf_counter()
+        started = now_utc()
+        store.require()
+        fs = self.feature_set
+        result = self._result(store, plan, "done")
+        labels, kind = self._parse(store, result)
         provenance = {
             "labeler": "import",
             "origin": "imported",
             "file": str(self.path.resolve()),
             "file_kind": kind,
-            "layout": layout,
-            "rows_read": len(rows),
-            "ignored_columns": ignored,
+            "layout": result.layout,
+            "rows_read": result.rows_read,
+            "ignored_columns": result.ignored_columns,
             "feature_set_source": fs.source,
         }
         write = write_labels(store, fs, labels, self.recipe, provenance, merge=False, started_at=started)
-        result.status = "done"
         result.run_id, result.pairs_version = write.run_id, write.pairs_version
         result.means = summarize_labels(fs, read_labels(store, fs.name, non_null=True))
         result.seconds = round(time.perf_counter() - t0, 3)
@@ -439,6 +448,17 @@ def import_features(
     dataset: str | None = None,
     dry_run: bool = False,
 ) -> ImportResult:
-    """Import the labels of `path` into `feature_set` (a shipped set's name or a YAML path)."""
+    """Import the labels of `path` into `feature_set` (a shipped set's name or a YAML path), through
+    `seal.pipeline.run_stage`; `dry_run` reads and checks the file and writes nothing."""
+    t0 = time.perf_counter()
     store.require()
-    return ImportStage(path, feature_set, key, dataset).execute(store, dry_run=dry_run)
+    stage = ImportStage(path, feature_set, key, dataset)
+    if dry_run:
+        result = stage.dry_run(store, stage.plan(store))
+    else:
+        outcome = run_stage(store, stage)
+        if outcome.status == DONE:
+            return outcome.result
+        result = stage.up_to_date(store, outcome.plan)
+    result.seconds = round(time.perf_counter() - t0, 3)
+    return result

@@ -22,11 +22,12 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from seal.annotate.features.featureset import Feature, InvalidLabel
-from seal.annotate.features.llm import LabelSink, TextItem, Work, make_client
 from seal.annotate.features.llm_cache import BatchBook
-from seal.annotate.features.llm_client import ChatClient, ClientStats, LLMRequestError
+from seal.annotate.features.llm_sink import LabelSink
+from seal.annotate.features.llm_work import TextItem, Work
 from seal.annotate.features.prompts import feature_hash, parse_answer
+from seal.catalog.featuresets import Feature, InvalidLabel
+from seal.engines.llm import ChatClient, ClientStats, LLMRequestError
 from seal.store import Store
 
 BATCH_ENDPOINT = "/v1/chat/completions"
@@ -86,7 +87,7 @@ async def _batch_submit(client: ChatClient, book: BatchBook, work: Work) -> list
                 "feature_set": work.feature_set.name,
                 "model": config.model,
                 "prompt_hash": config.prompt_hash,
-                "base_url": config.base_url,
+                "base_url": config.endpoint.base_url,
                 "features": json.dumps(definitions, sort_keys=True),
                 "n_requests": len(chunk),
                 "input_file_id": uploaded["id"],
@@ -171,11 +172,13 @@ async def _batch_collect(
 async def run_batch(
     store: Store, work: Work, api_key: str | None, sink: LabelSink
 ) -> tuple[ClientStats, dict[str, Any]]:
+    """Collect the open submissions of the plan, submit the missing texts when none is open, and poll for up
+    to `batch_wait` seconds; the client's counters and what happened to each submission."""
     config = work.config
     book = BatchBook(store)
     info: dict[str, Any] = {"submitted": 0, "resumed": 0, "collected": 0, "pending": 0, "submissions": []}
-    async with make_client(config, api_key) as client:
-        subs = book.open(work.feature_set.name, config.model, config.prompt_hash)
+    async with config.endpoint.client(api_key) as client:
+        subs = list(work.open_batches)
         info["resumed"] = len(subs)
         if not subs and work.todo:
             subs = await _batch_submit(client, book, work)

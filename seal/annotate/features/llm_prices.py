@@ -2,18 +2,21 @@
 
 USD per million tokens (input, output) at the standard (synchronous) rate, as published by OpenAI and
 Anthropic on PRICES_AS_OF. Prices change: a user's own figures win (`--price-in/--price-out`, a
-`--prices` file or a spec's `prices` section). The Batch API discount is applied by the caller.
+`--prices` file or a spec's `prices` section). `cost_usd` applies the Batch API discount.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from seal.errors import SealError
 
 PRICES_AS_OF = "2025-08-01"
+BATCH_DISCOUNT = 0.5  # the Batch API bills half the synchronous price
 USER = "user"  # the source of a price given by the user (--price-in/--price-out, --prices, a spec's `prices`)
 
 # model id -> (input, output) USD per 1M tokens: list prices as of PRICES_AS_OF.
@@ -87,3 +90,33 @@ def resolve_price(
         flag = "--price-in" if missing[0] == "input" else "--price-out"
         raise SealError(f"no {missing[0]} price known for `{model}`", hint=f"pass {flag} too (USD per million tokens)")
     return merged, USER
+
+
+def cost_usd(price: Mapping[str, Any] | None, input_tokens: int, output_tokens: int, batch: bool) -> float | None:
+    """USD for these tokens at `price` ({input, output} per million), halved for the Batch API; None without
+    a price."""
+    if price is None:
+        return None
+    cost = (input_tokens * float(price.get("input", 0)) + output_tokens * float(price.get("output", 0))) / 1e6
+    return round(cost * (BATCH_DISCOUNT if batch else 1.0), 6)
+
+
+def load_prices(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A price table from a YAML/JSON file: {model: {input, output}} (USD per million tokens), or an
+    experiment spec whose `prices` section holds one."""
+    import yaml
+
+    try:
+        document = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise SealError(f"cannot read the price table {path}: {err}") from None
+    if isinstance(document, Mapping) and isinstance(document.get("prices"), Mapping):
+        document = document["prices"]
+    if not isinstance(document, Mapping) or not all(
+        isinstance(v, Mapping) and set(v) <= {"input", "output"} and all(isinstance(x, int | float) for x in v.values())
+        for v in document.values()
+    ):
+        raise SealError(
+            f"{path} is not a price table", hint="write {model: {input: USD per 1M tokens, output: USD per 1M tokens}}"
+        )
+    return {str(k): dict(v) for k, v in document.items()}

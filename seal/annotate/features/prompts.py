@@ -23,7 +23,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from seal.annotate.features.featureset import Feature, FeatureSet, InvalidLabel
+from seal.catalog.featuresets import Feature, FeatureSet, InvalidLabel
 from seal.recipe import canonical_json
 
 PROMPT_VERSION = 1

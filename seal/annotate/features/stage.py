@@ -1,22 +1,23 @@
 """The `label` stage: fill ``features_<set>`` for the pairs that lack labels made with the current recipe.
 
-`BatchLabelStage` is the resumable engine every computing labeler uses: it plans (which pairs of the
-target set — all pairs or a seeded sample — have no labels with this recipe's fingerprint), then labels
-them in batches, appending each finished batch to a checkpoint table (``work__features_<set>``) so a
-killed run resumes where it stopped, and finally writes the column once through `write_labels`.
+`BatchLabelStage` is the resumable stage every computing labeler uses: `plan` finds which pairs of the
+target set (all pairs or a seeded sample) have no labels with this recipe's fingerprint, neither in the
+column nor in the checkpoint of an interrupted run; `run` labels exactly those in batches, appending each
+finished batch to the checkpoint (``work__features_<set>``) so a killed run resumes where it stopped, and
+finally writes the column once through `write_labels`. `seal label`, `label_heuristics` and `seal run` go
+through `seal.pipeline.run_stage` (`run_label_stage`).
 
 A labeler is anything with ``label_pairs(pairs: pa.Table) -> pa.Table``: it receives the columns it
 asked for (``pair_id``, ``chosen``, ``rejected`` and optionally ``context``) and returns
 ``pair_id`` + ``features_<set>`` for those pairs (a null struct = could not label that pair; it stays
 to do). If the object is a context manager, the stage enters it for the run.
 
-Spec entries (``features:`` section) are dispatched on ``labeler``: ``heuristics`` and ``import`` here,
-``llm`` by `seal.annotate.features.llm.build_llm_stage(entry, spec)`.
+Spec entries (``features:`` section) are dispatched on ``labeler``: ``heuristics`` here, ``import`` by
+`seal.annotate.features.importer.ImportStage`, ``llm`` by `seal.annotate.features.llm.build_llm_stage`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
@@ -26,17 +27,18 @@ from typing import Any, Protocol
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from seal.annotate.features.featureset import FeatureSet, load_feature_set
+from seal.annotate.features.sampling import sample_pair_ids
 from seal.annotate.features.writer import (
-    LABEL_STAGE,
     current_fingerprint,
     latest_label_run,
     read_labels,
     summarize_labels,
     write_labels,
 )
+from seal.catalog.features import LABEL_STAGE
+from seal.catalog.featuresets import FeatureSet, load_feature_set
 from seal.errors import SealError, SpecError
-from seal.pipeline import PENDING, STALE, UP_TO_DATE, Plan, register_stage
+from seal.pipeline import DONE, PENDING, STALE, UP_TO_DATE, Plan, register_stage, run_stage
 from seal.progress import progress_bar
 from seal.recipe import Recipe
 from seal.spec import Spec
@@ -79,7 +81,7 @@ class LabelResult:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
-    def line(self) -> str:
+    def summary(self) -> str:
         """One human line."""
         if self.status == UP_TO_DATE:
             return f"{self.column}: up to date ({self.pairs_labelled:,} pairs labelled)"
@@ -93,14 +95,18 @@ class LabelResult:
         )
 
 
-def sample_pair_ids(pair_ids: pa.Array | pa.ChunkedArray, n: int | None, seed: int = 0) -> pa.Array:
-    """A seeded sample of n pair ids that depends only on the ids (a larger n extends a smaller one)."""
-    ids = pair_ids.to_pylist()
-    if n is None or n >= len(ids):
-        return pa.array(ids, pa.string())
-    ranks = [hashlib.blake2b(f"{seed}\x1f{p}".encode(), digest_size=8).digest() for p in ids]
-    order = sorted(range(len(ids)), key=ranks.__getitem__)[:n]
-    return pa.array([ids[i] for i in sorted(order)], pa.string())
+@dataclass
+class LabelWork:
+    """What the store holds for a feature set when planned, and so what `run` labels (the plan's `work`)."""
+
+    fingerprint: str
+    current: str | None  # the fingerprint of the labels in the column (None: no column or no run)
+    has_column: bool
+    total: int  # pairs in the store
+    targets: pa.Array  # pair ids in scope (all, or the seeded sample)
+    todo: pa.Array  # target pair ids neither labelled with this recipe nor checkpointed
+    checkpoint: int  # pairs in the checkpoint under this recipe
+    resumed: int  # of them, target pairs
 
 
 class BatchLabelStage:
@@ -144,81 +150,67 @@ class BatchLabelStage:
         )
 
     def _checkpoint_ids(self, store: Store, fingerprint: str) -> pa.Array:
-        from seal.store import WORK_PREFIX
-
-        name = WORK_PREFIX + self.column
-        if name not in store.table_names():
+        if store.work_schema(self.column) != self._checkpoint_schema():
             return pa.array([], pa.string())
-        table = store.db.open_table(name)
-        if table.schema != self._checkpoint_schema():
-            return pa.array([], pa.string())
-        rows = table.to_lance().to_table(columns=["pair_id", _FINGERPRINT])
-        rows = rows.filter(pc.equal(rows.column(_FINGERPRINT), fingerprint))
-        if not rows.num_rows:
+        rows = store.work_read(self.column, ["pair_id"], where=pc.field(_FINGERPRINT) == fingerprint)
+        if rows is None or not rows.num_rows:
             return pa.array([], pa.string())
         return pc.unique(rows.column("pair_id").combine_chunks())
 
-    def _state(self, store: Store) -> dict[str, Any]:
+    def _state(self, store: Store) -> LabelWork:
         fingerprint = self.recipe.fingerprint()
         all_ids = store.pair_ids()
         targets = sample_pair_ids(all_ids, self.sample, self.seed)
         current = current_fingerprint(store, self.feature_set.name)
-        has_column = self.column in store.pairs().schema.names
         labelled = pa.array([], pa.string())
         if current == fingerprint:
             labelled = read_labels(store, self.feature_set.name, non_null=True).column("pair_id").combine_chunks()
         checkpoint = self._checkpoint_ids(store, fingerprint)
         done = pa.concat_arrays([labelled, checkpoint]) if len(checkpoint) else labelled
         todo = targets.filter(pc.invert(pc.is_in(targets, value_set=done))) if len(done) else targets
-        resumed = 0
-        if len(checkpoint):
-            resumed = pc.sum(pc.is_in(checkpoint, value_set=targets)).as_py() or 0
-        return {
-            "fingerprint": fingerprint,
-            "current": current,
-            "has_column": has_column,
-            "total": len(all_ids),
-            "targets": targets,
-            "todo": todo,
-            "checkpoint": len(checkpoint),
-            "resumed": int(resumed),
-        }
+        resumed = pc.sum(pc.is_in(checkpoint, value_set=targets)).as_py() or 0 if len(checkpoint) else 0
+        return LabelWork(
+            fingerprint=fingerprint,
+            current=current,
+            has_column=self.column in store.columns(),
+            total=len(all_ids),
+            targets=targets,
+            todo=todo,
+            checkpoint=len(checkpoint),
+            resumed=int(resumed),
+        )
 
     # -- plan --------------------------------------------------------------------------------------
     def plan(self, store: Store) -> Plan:
+        """Pending / stale / up to date for the target pairs; the plan's `work` says which pairs `run` labels."""
         fingerprint = self.recipe.fingerprint()
         name = self.feature_set.name
+
+        def plan(status: str, reason: str, todo: int | None, **extra: Any) -> Plan:
+            return Plan(LABEL_STAGE, name, fingerprint, status, reason, todo, self.column, **extra)
+
         if not store.exists():
-            return Plan(LABEL_STAGE, name, fingerprint, PENDING, "no pairs in the store yet", None, self.column)
+            return plan(PENDING, "no pairs in the store yet", None)
         state = self._state(store)
-        todo = len(state["todo"])
-        estimate = {"pairs_total": state["total"], "pairs_target": len(state["targets"]), "pairs_todo": todo}
-        estimate["checkpointed"] = state["checkpoint"]
+        todo = len(state.todo)
+        estimate = {"pairs_total": state.total, "pairs_target": len(state.targets), "pairs_todo": todo}
+        estimate["checkpointed"] = state.checkpoint
         if self.estimate is not None and todo:
             estimate.update(self.estimate(todo))
-        if state["current"] is not None and state["current"] != fingerprint:
+        if state.current is not None and state.current != fingerprint:
             reason, changed = self._stale_reason(store)
-            return Plan(LABEL_STAGE, name, fingerprint, STALE, reason, todo, self.column, estimate, changed)
-        if state["current"] is None and state["has_column"]:
+            return plan(STALE, reason, todo, estimate=estimate, changed=changed, work=state)
+        if state.current is None and state.has_column:
             reason = f"{self.column} has no recorded label run: it will be replaced"
-            return Plan(LABEL_STAGE, name, fingerprint, STALE, reason, todo, self.column, estimate)
-        if todo == 0 and state["checkpoint"] == 0:
-            scope = f"all {len(state['targets']):,} target pairs" if self.sample else "every pair"
-            return Plan(
-                LABEL_STAGE,
-                name,
-                fingerprint,
-                UP_TO_DATE,
-                f"{scope} labelled with this recipe",
-                0,
-                self.column,
-                estimate,
-            )
+            return plan(STALE, reason, todo, estimate=estimate, work=state)
+        if todo == 0 and state.checkpoint == 0:
+            scope = f"all {len(state.targets):,} target pairs" if self.sample else "every pair"
+            return plan(UP_TO_DATE, f"{scope} labelled with this recipe", 0, estimate=estimate, work=state)
         if todo == 0:
-            reason = f"{state['checkpoint']:,} checkpointed pairs to write"
+            reason = f"{state.checkpoint:,} checkpointed pairs to write"
         else:
-            reason = f"{todo:,} of {len(state['targets']):,} target pairs not labelled with this recipe"
-        return Plan(LABEL_STAGE, name, fingerprint, PENDING, reason, todo, self.column, estimate)
+            reason = f"{todo:,} of {len(state.targets):,} target pairs not labelled with this recipe"
+        return plan(PENDING, reason, todo, estimate=estimate, work=state)
 
     def _stale_reason(self, store: Store) -> tuple[str, tuple[str, ...]]:
         last = latest_label_run(store, self.feature_set.name)
@@ -232,44 +224,55 @@ class BatchLabelStage:
         reason = f"labels were made with another recipe (changed: {what}); all target pairs are relabelled"
         return reason, tuple(changed)
 
-    # -- run ---------------------------------------------------------------------------------------
-    def run(self, store: Store, plan: Plan | None = None, show_progress: bool = False) -> dict[str, Any]:
-        result = self.execute(store, show_progress=show_progress)
-        return {**result.to_json(), "summary": result.line()}
+    def _planned(self, plan: Plan) -> LabelWork:
+        if not isinstance(plan.work, LabelWork):
+            raise SealError(f"this plan was not made by the label stage of `{self.feature_set.name}`")
+        return plan.work
 
-    def execute(self, store: Store, show_progress: bool = False, dry_run: bool = False) -> LabelResult:
-        """Label what is missing (or, with dry_run, say what would be labelled)."""
-        t0 = time.perf_counter()
-        started = now_utc()
-        store.require()
-        current = self.plan(store)
-        state = self._state(store)
-        result = LabelResult(
+    # -- results without labelling -------------------------------------------------------------------
+    def _result(self, plan: Plan, status: str) -> LabelResult:
+        state = self._planned(plan)
+        return LabelResult(
             feature_set=self.feature_set.name,
             column=self.column,
             labeler=self.labeler,
-            fingerprint=state["fingerprint"],
-            status=current.status,
-            reason=current.reason,
-            pairs_total=state["total"],
-            pairs_target=len(state["targets"]),
-            pairs_todo=len(state["todo"]),
+            fingerprint=state.fingerprint,
+            status=status,
+            reason=plan.reason,
+            pairs_total=state.total,
+            pairs_target=len(state.targets),
+            pairs_todo=len(state.todo),
             sample=self.sample,
             seed=self.seed,
-            estimate=current.estimate,
+            estimate=dict(plan.estimate),
         )
-        if dry_run or current.status == UP_TO_DATE:
-            result.status = "dry-run" if dry_run else UP_TO_DATE
-            if current.status == UP_TO_DATE:
-                result.pairs_labelled = len(read_labels(store, self.feature_set.name, non_null=True))
-            result.seconds = round(time.perf_counter() - t0, 3)
-            return result
-        fingerprint = state["fingerprint"]
-        work = self._open_checkpoint(store, fingerprint)
-        todo = state["todo"]
+
+    def dry_run(self, store: Store, plan: Plan) -> LabelResult:
+        """What `run` would label for this plan (nothing is written)."""
+        result = self._result(plan, "dry-run")
+        if plan.status == UP_TO_DATE:
+            result.pairs_labelled = len(read_labels(store, self.feature_set.name, non_null=True))
+        return result
+
+    def up_to_date(self, store: Store, plan: Plan) -> LabelResult:
+        """The result of a plan with nothing to do."""
+        result = self._result(plan, UP_TO_DATE)
+        result.pairs_labelled = len(read_labels(store, self.feature_set.name, non_null=True))
+        return result
+
+    # -- run ---------------------------------------------------------------------------------------
+    def run(self, store: Store, plan: Plan, show_progress: bool = False) -> LabelResult:
+        """Label the planned pairs batch by batch (each batch checkpointed), then write the column once."""
+        t0 = time.perf_counter()
+        started = now_utc()
+        store.require()
+        state = self._planned(plan)
+        result = self._result(plan, "done")
+        fingerprint = state.fingerprint
+        self._open_checkpoint(store, fingerprint)
         computed = unlabelled = 0
-        if len(todo):
-            pairs = self._read_pairs(store, todo)
+        if len(state.todo):
+            pairs = store.read(self.columns, pc.field("pair_id").isin(state.todo))
             with (
                 ExitStack() as stack,
                 progress_bar(
@@ -287,10 +290,13 @@ class BatchLabelStage:
                     valid = labels.filter(pc.is_valid(labels.column(self.column)))
                     unlabelled += labels.num_rows - valid.num_rows + batch.num_rows - labels.num_rows
                     if valid.num_rows:
-                        work.add(self._checkpoint_rows(valid, fingerprint))
+                        checkpoint = self._checkpoint_rows(valid, fingerprint)
+                        store.work_append(self.column, checkpoint, self._checkpoint_schema())
                     computed += valid.num_rows
                     bar.update(batch.num_rows)
-        rows = work.to_lance().to_table(columns=["pair_id", self.column], filter=pc.field(_FINGERPRINT) == fingerprint)
+        rows = store.work_read(self.column, ["pair_id", self.column], where=pc.field(_FINGERPRINT) == fingerprint)
+        if rows is None:
+            rows = self._checkpoint_schema().empty_table().select(["pair_id", self.column])
         provenance = {
             "labeler": self.labeler,
             "origin": "computed",
@@ -298,7 +304,7 @@ class BatchLabelStage:
             "seed": self.seed,
             "batch_size": self.batch_size,
             "pairs_computed": computed,
-            "pairs_resumed": state["resumed"],
+            "pairs_resumed": state.resumed,
             "pairs_unlabelled": unlabelled,
             "seconds": round(time.perf_counter() - t0, 3),
             **self.provenance,
@@ -309,14 +315,13 @@ class BatchLabelStage:
             rows,
             self.recipe,
             provenance,
-            merge=state["current"] == fingerprint,
+            merge=state.current == fingerprint,
             started_at=started,
         )
         store.drop_work_table(self.column)
         final = read_labels(store, self.feature_set.name, non_null=True)
-        result.status = "done"
         result.pairs_computed = computed
-        result.pairs_resumed = state["resumed"]
+        result.pairs_resumed = state.resumed
         result.pairs_unlabelled = unlabelled
         result.pairs_labelled = final.num_rows
         result.run_id = write.run_id
@@ -325,18 +330,15 @@ class BatchLabelStage:
         result.seconds = round(time.perf_counter() - t0, 3)
         return result
 
-    def _open_checkpoint(self, store: Store, fingerprint: str) -> Any:
-        from seal.store import WORK_PREFIX
-
-        name = WORK_PREFIX + self.column
-        if name in store.table_names():
-            table = store.db.open_table(name)
-            stale = table.schema != self._checkpoint_schema()
-            if not stale:
-                stale = table.count_rows(f"`{_FINGERPRINT}` != '{fingerprint}'") > 0
-            if stale:
-                store.drop_work_table(self.column)
-        return store.work_table(self.column, self._checkpoint_schema())
+    def _open_checkpoint(self, store: Store, fingerprint: str) -> None:
+        """Keep only this recipe's rows in the checkpoint (a checkpoint of another layout is dropped)."""
+        schema = store.work_schema(self.column)
+        if schema is None:
+            return
+        if schema != self._checkpoint_schema():
+            store.drop_work_table(self.column)
+        elif store.work_count(self.column, f"`{_FINGERPRINT}` != '{fingerprint}'") > 0:
+            store.work_delete(self.column, f"`{_FINGERPRINT}` != '{fingerprint}'")
 
     def _checkpoint_rows(self, labels: pa.Table, fingerprint: str) -> pa.Table:
         return pa.table(
@@ -347,10 +349,6 @@ class BatchLabelStage:
             },
             schema=self._checkpoint_schema(),
         )
-
-    def _read_pairs(self, store: Store, todo: pa.Array) -> pa.Table:
-        table = store.pairs().to_lance().to_table(columns=self.columns)
-        return table.filter(pc.is_in(table.column("pair_id"), value_set=todo))
 
 
 # -- the heuristics labeler as a stage ---------------------------------------------------------------
@@ -405,8 +403,19 @@ def heuristics_stage(
 def run_label_stage(
     store: Store, stage: BatchLabelStage, dry_run: bool = False, show_progress: bool = False
 ) -> LabelResult:
-    """Plan and run one label stage (the LLM labeler's `label_llm` can end with this too)."""
-    return stage.execute(store, show_progress=show_progress, dry_run=dry_run)
+    """Run one label stage through the pipeline (plan, then exactly that plan) and return its result, also
+    when there was nothing to do; with `dry_run`, only plan and say what would be labelled."""
+    t0 = time.perf_counter()
+    store.require()
+    if dry_run:
+        result = stage.dry_run(store, stage.plan(store))
+    else:
+        outcome = run_stage(store, stage, show_progress=show_progress)
+        if outcome.status == DONE:
+            return outcome.result
+        result = stage.up_to_date(store, outcome.plan)
+    result.seconds = round(time.perf_counter() - t0, 3)
+    return result
 
 
 def label_heuristics(

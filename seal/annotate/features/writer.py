@@ -28,12 +28,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from seal.annotate.features.featureset import FEATURES_PREFIX, Feature, FeatureSet, InvalidLabel
+from seal.catalog.features import LABEL_STAGE, label_column
+from seal.catalog.featuresets import FeatureSet, InvalidLabel
 from seal.errors import SealError, StoreError
 from seal.recipe import Recipe
-from seal.store import RunRecord, Store, new_run_id, now_utc
+from seal.store import RunRecord, Store, now_utc
 
-LABEL_STAGE = "label"
 MAX_LISTED_PROBLEMS = 10
 
 
@@ -63,10 +63,6 @@ class LabelWrite:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def label_column(name: str) -> str:
-    return FEATURES_PREFIX + name
 
 
 # -- building label tables -------------------------------------------------------------------------
@@ -141,7 +137,7 @@ def latest_label_run(store: Store, name: str) -> dict[str, Any] | None:
 
 def current_fingerprint(store: Store, name: str) -> str | None:
     """The recipe fingerprint of the labels now in ``features_<name>`` (None: no column or no run)."""
-    if not store.exists() or label_column(name) not in store.pairs().schema.names:
+    if not store.exists() or label_column(name) not in store.columns():
         return None
     run = latest_label_run(store, name)
     return run["fingerprint"] if run else None
@@ -150,12 +146,11 @@ def current_fingerprint(store: Store, name: str) -> str | None:
 def read_labels(store: Store, name: str, non_null: bool = False) -> pa.Table:
     """(pair_id, features_<name>) for every pair (only labelled ones with `non_null`)."""
     column = label_column(name)
-    table = store.pairs()
-    if column not in table.schema.names:
+    if column not in store.columns():
         raise StoreError(
             f"the store has no labels for feature set `{name}`", hint="run `seal label` or `seal import-features`"
         )
-    out = table.to_lance().to_table(columns=["pair_id", column])
+    out = store.read(["pair_id", column])
     if non_null:
         out = out.filter(pc.is_valid(out.column(column)))
     return out
@@ -209,7 +204,7 @@ def write_labels(
     if merge is None:
         merge = current_fingerprint(store, feature_set.name) == fingerprint
     kept = 0
-    if merge and column in store.pairs().schema.names:
+    if merge and column in store.columns():
         existing = read_labels(store, feature_set.name, non_null=True)
         existing = existing.filter(pc.invert(pc.is_in(existing.column("pair_id"), value_set=labels.column("pair_id"))))
         try:
@@ -219,51 +214,22 @@ def write_labels(
         if existing is not None:
             kept = existing.num_rows
             labels = pa.concat_tables([existing, labels])
-    version = store.materialize_column(column, labels)
-    record = RunRecord(
-        run_id=new_run_id(),
-        stage=LABEL_STAGE,
-        name=feature_set.name,
-        fingerprint=fingerprint,
-        recipe=recipe.to_dict(),
-        provenance={
+    record = RunRecord.finished(
+        LABEL_STAGE,
+        feature_set.name,
+        recipe,
+        {
             **dict(provenance or {}),
             "feature_set": feature_set.to_dict(),
             "labelled_pairs": labels.num_rows,
             "kept_pairs": kept,
-            "write_seconds": round(time.perf_counter() - t0, 3),
+            "prepare_seconds": round(time.perf_counter() - t0, 3),  # checking and merging, before the write
         },
-        status="done",
         rows_written=labels.num_rows - kept,
-        pairs_version=version,
         started_at=started_at,
-        finished_at=now_utc(),
     )
-    store.record_run(record)
+    version = store.write_column(column, labels, record)
     return LabelWrite(record.run_id, fingerprint, version, labels.num_rows - kept, labels.num_rows, kept, bool(merge))
-
-
-# -- reading feature sets back -----------------------------------------------------------------------
-def feature_set_from_dict(document: Mapping[str, Any]) -> FeatureSet:
-    """The inverse of `FeatureSet.to_dict` (as stored in label runs)."""
-    features = tuple(Feature.from_dict(f) for f in document["features"])
-    return FeatureSet(name=document["name"], features=features, version=document.get("version", 1))
-
-
-def stored_feature_sets(store: Store) -> dict[str, FeatureSet]:
-    """Feature sets with a ``features_<set>`` column and a recorded label run, as that run defined them."""
-    if not store.exists():
-        return {}
-    columns = set(store.pairs().schema.names)
-    latest: dict[str, dict[str, Any]] = {}
-    for run in store.runs(LABEL_STAGE):
-        latest[run["name"]] = run
-    out = {}
-    for name, run in sorted(latest.items()):
-        definition = run["provenance"].get("feature_set")
-        if label_column(name) in columns and definition:
-            out[name] = feature_set_from_dict(definition)
-    return out
 
 
 def summarize_labels(feature_set: FeatureSet, labels: pa.Table) -> dict[str, dict[str, Any]]:

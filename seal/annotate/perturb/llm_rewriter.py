@@ -1,4 +1,5 @@
-"""The `llm` rewriter: paraphrase texts with an OpenAI-compatible chat endpoint (the labeler's client).
+"""The `llm` rewriter: paraphrase texts with an OpenAI-compatible chat endpoint. The endpoint is an
+`seal.engines.llm.LLMEndpoint`, the configuration (and client) the LLM labeler uses too.
 
 By default only the final response is rewritten, so both sides keep the identical original context;
 with target ``conversation`` the whole dialogue of each side is rewritten, speaker markers kept.
@@ -22,18 +23,17 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
-from seal.annotate.features.llm_client import ChatClient, LLMError, LLMFatalError, LLMRequestError, run_sync
-from seal.annotate.perturb.core import Job, Outcome
+from seal.annotate.perturb.jobs import Job, Outcome
+from seal.annotate.perturb.rules import parse_op
+from seal.engines.llm import ChatClient, LLMEndpoint, LLMError, LLMFatalError, LLMRequestError, run_sync
 from seal.errors import SealError
 from seal.recipe import canonical_json
 
 REWRITE_PROMPT_VERSION = 1
 CACHE_FEATURE = "rewrite"
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
-DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
 
 SYSTEM_PROMPT = (
     "You are a copy editor who paraphrases. You rewrite a text so that it says the same thing in other words: "
@@ -71,32 +71,29 @@ _TAGS = re.compile(r"^<(text|dialogue)>\s*(.*?)\s*</\1>$", re.S)
 
 @dataclass(frozen=True)
 class LLMRewriteConfig:
-    model: str
-    base_url: str = DEFAULT_BASE_URL
-    api_key_env: str = DEFAULT_API_KEY_ENV
+    """The endpoint (`LLMEndpoint`, the same configuration the LLM labeler takes) and how to paraphrase and check
+    the answers. Only the model, the prompt (wording, temperature, seed) and the validation settings determine
+    the variants."""
+
+    endpoint: LLMEndpoint
     temperature: float = 0.0
     seed: int | None = None
     max_tokens: int | None = None  # default: from the text's length
     attempts: int = 3  # asks per text, re-asks included
     min_ratio: float = 0.5  # length bounds, variant / original characters
     max_ratio: float = 2.0
-    concurrency: int = 4
-    timeout: float = 60.0
-    max_retries: int = 5  # HTTP retries per request (429, 5xx, timeouts)
-    backoff_base: float = 1.0
-    backoff_max: float = 60.0
 
     def __post_init__(self) -> None:
-        if not self.model:
-            raise SealError("the llm rewriter needs a model", hint="e.g. --method llm:model=gpt-4o-mini")
-        if not str(self.base_url).startswith(("http://", "https://")):
-            raise SealError(f"llm base_url must be an http(s) URL, got `{self.base_url}`")
-        if self.attempts < 1 or self.concurrency < 1 or self.max_retries < 0:
-            raise SealError("llm attempts and concurrency must be >= 1, max_retries >= 0")
+        if self.attempts < 1:
+            raise SealError("llm attempts must be >= 1")
         if not 0 < self.min_ratio <= 1 <= self.max_ratio:
             raise SealError("llm length bounds need 0 < min_ratio <= 1 <= max_ratio")
-        if self.temperature < 0 or self.timeout <= 0:
-            raise SealError("llm temperature must be >= 0 and timeout > 0")
+        if self.temperature < 0:
+            raise SealError("llm temperature must be >= 0")
+
+    @property
+    def model(self) -> str:
+        return self.endpoint.model
 
     def prompt_hash(self) -> str:
         material = {
@@ -111,26 +108,70 @@ class LLMRewriteConfig:
         return hashlib.sha256(canonical_json(material).encode()).hexdigest()[:16]
 
 
-_FIELDS = {f for f in LLMRewriteConfig.__dataclass_fields__}
+ENDPOINT_FIELDS = frozenset(f.name for f in fields(LLMEndpoint))  # model, base_url, api_key_env, concurrency, ...
+REWRITE_FIELDS = frozenset(f.name for f in fields(LLMRewriteConfig)) - {"endpoint"}
+_FIELDS = ENDPOINT_FIELDS | REWRITE_FIELDS
+_FLOATS = ("temperature", "min_ratio", "max_ratio", "timeout", "backoff_base", "backoff_max")
+
+
+def endpoint_settings(
+    method: str,
+    params: Mapping[str, Any] | None,
+    given: Mapping[str, Any],
+    environment: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The endpoint settings to hand the rewriter of `method` besides its own parameters.
+
+    `given` (e.g. `seal perturb --base-url/--api-key-env/--concurrency/--timeout/--max-retries`) must agree
+    with the same keys written in the method (``llm:model=m,base_url=...``) or `params`: a contradiction is
+    an error. `environment` (e.g. ``OPENAI_BASE_URL``) only fills in keys that neither names. For a rule
+    method, `given` is an error and `environment` is ignored."""
+    given = {k: v for k, v in given.items() if v is not None}
+    head, inline = parse_op(method.split("+")[0])
+    if head != "llm":
+        if given:
+            flags = ", ".join("--" + k.replace("_", "-") for k in given)
+            raise SealError(f"{flags} configure the llm rewriter; `{head}` is a rule op", hint="drop them")
+        return {}
+    named = {**inline, **(params or {})}
+    _check_agreement(named, given)
+    filled = {k: v for k, v in (environment or {}).items() if v is not None and k not in named and k not in given}
+    return {**filled, **given}
+
+
+def _check_agreement(named: Mapping[str, Any], given: Mapping[str, Any]) -> None:
+    for key, value in given.items():
+        if key in named and str(named[key]) != str(value) and named[key] != value:
+            raise SealError(
+                f"--{key.replace('_', '-')} {value} contradicts {key}={named[key]} in the llm method",
+                hint="give each endpoint setting once: as a flag, or in --method llm:...",
+            )
 
 
 class LLMRewriter:
+    """Paraphrase with an OpenAI-compatible chat model; answers are validated, re-asked and cached."""
+
     kind = "llm"
 
     def __init__(self, config: LLMRewriteConfig, store: Any = None):
         self.config = config
         self.method = f"llm:model={config.model}"
-        self.store = store  # set by perturb() for the cache; None: no cache
+        self.store = store  # set by the perturb stage for the cache; None: no cache
         self.stats: dict[str, Any] = {"requests": 0, "cache_hits": 0, "reasks": 0, "failed": 0, "tokens": {}}
 
     @classmethod
-    def from_method(cls, method: str, params: Mapping[str, Any] | None = None) -> LLMRewriter:
-        from seal.annotate.perturb.rules import parse_op
-
+    def from_method(
+        cls, method: str, params: Mapping[str, Any] | None = None, endpoint: Mapping[str, Any] | None = None
+    ) -> LLMRewriter:
+        """From ``llm:model=ID[,key=value...]``, the spec's `params` (these win over the method's) and
+        `endpoint`: endpoint settings given apart from the method (see `endpoint_settings`), which must agree
+        with the method and params."""
         if "+" in method:
             raise SealError("the llm rewriter cannot be chained with other ops")
         _, inline = parse_op(method)
         values = {**inline, **(params or {})}
+        _check_agreement(values, endpoint or {})
+        values.update({k: v for k, v in (endpoint or {}).items() if v is not None})
         unknown = sorted(set(values) - _FIELDS)
         if unknown:
             raise SealError(
@@ -142,10 +183,12 @@ class LLMRewriter:
         for key in ("base_url", "api_key_env"):
             if key in values:
                 values[key] = str(values[key])
-        for key in ("temperature", "min_ratio", "max_ratio", "timeout", "backoff_base", "backoff_max"):
+        for key in _FLOATS:
             if key in values:
                 values[key] = float(values[key])
-        return cls(LLMRewriteConfig(**values))
+        endpoint_values = {k: v for k, v in values.items() if k in ENDPOINT_FIELDS}
+        rewrite_values = {k: v for k, v in values.items() if k in REWRITE_FIELDS}
+        return cls(LLMRewriteConfig(LLMEndpoint(**endpoint_values), **rewrite_values))
 
     def default_name(self) -> str:
         return "llm"
@@ -166,18 +209,11 @@ class LLMRewriter:
         }
 
     def provenance(self) -> dict[str, Any]:
-        c = self.config
-        return {
-            "base_url": c.base_url,
-            "api_key_env": c.api_key_env,
-            "concurrency": c.concurrency,
-            "timeout": c.timeout,
-            "max_retries": c.max_retries,
-            "stats": self.stats,
-        }
+        """The endpoint (no credentials) and the request counters."""
+        return {**self.config.endpoint.provenance(), "stats": self.stats}
 
     def chunk_size(self) -> int:
-        return max(16, 8 * self.config.concurrency)
+        return max(16, 8 * self.config.endpoint.concurrency)
 
     # -- rewriting ----------------------------------------------------------------------------------
     def validation_hash(self, target: str) -> str:
@@ -189,8 +225,6 @@ class LLMRewriter:
         return run_sync(self._rewrite_all(list(jobs)))
 
     async def _rewrite_all(self, jobs: list[Job]) -> list[Outcome]:
-        from seal.annotate.features.llm import api_key_from_env
-
         outcomes: list[Outcome | None] = [None] * len(jobs)
         tasks = [_task(job) for job in jobs]
         cache = self._cache()
@@ -210,20 +244,10 @@ class LLMRewriter:
         todo = [i for i, o in enumerate(outcomes) if o is None]
         if not todo:
             return [o for o in outcomes if o is not None]
-        key = api_key_from_env(self.config)  # type: ignore[arg-type]
-        c = self.config
+        endpoint = self.config.endpoint
         queue = list(reversed(todo))
         new_rows: list[dict[str, Any]] = []
-        async with ChatClient(
-            c.base_url,
-            c.model,
-            api_key=key,
-            timeout=c.timeout,
-            max_retries=c.max_retries,
-            backoff_base=c.backoff_base,
-            backoff_max=c.backoff_max,
-            max_connections=max(c.concurrency, 4),
-        ) as client:
+        async with endpoint.client(endpoint.api_key()) as client:
 
             async def worker() -> None:
                 while queue:
@@ -235,7 +259,7 @@ class LLMRewriter:
 
             try:
                 async with asyncio.TaskGroup() as group:
-                    for _ in range(min(c.concurrency, len(todo))):
+                    for _ in range(min(endpoint.concurrency, len(todo))):
                         group.create_task(worker())
             except BaseExceptionGroup as errors:
                 fatal = [e for e in errors.exceptions if isinstance(e, LLMFatalError)]

