@@ -8,16 +8,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from seal import schema
-from seal.errors import QueryError, StoreError
+from seal.errors import StoreError
 from seal.sql_guard import check_select, check_where
 from seal.store import QUARANTINE, Store
 
 
 def stats(store: Store) -> dict[str, Any]:
     """Pairs per dataset, flag counts, column coverage and quarantine counts."""
-    table = store.pairs()
-    ds = table.to_lance()
-    meta = ds.to_table(columns=["dataset", "flags"])
+    version = store.version()
+    meta = store.read(["dataset", "flags"], version=version)
     total = meta.num_rows
     datasets: dict[str, dict[str, Any]] = {}
     if total:
@@ -32,8 +31,8 @@ def stats(store: Store) -> dict[str, Any]:
             }
     flag_totals = {f: sum(d["flags"][f] for d in datasets.values()) for f in schema.FLAG_NAMES}
     coverage = []
-    for field in table.schema:
-        filled = total if field.name in ("pair_id", "dataset") else ds.count_rows(filter=f"`{field.name}` IS NOT NULL")
+    for field in store.schema():
+        filled = total if field.name in ("pair_id", "dataset") else store.count(f"`{field.name}` IS NOT NULL")
         coverage.append(
             {
                 "column": field.name,
@@ -45,7 +44,7 @@ def stats(store: Store) -> dict[str, Any]:
     return {
         "store": str(store.path),
         "pairs": total,
-        "version": int(table.version),
+        "version": version,
         "datasets": datasets,
         "flags": flag_totals,
         "columns": coverage,
@@ -55,9 +54,7 @@ def stats(store: Store) -> dict[str, Any]:
 
 def quarantine_counts(store: Store) -> dict[str, dict[str, int]]:
     """Quarantined rows per dataset and reason."""
-    if QUARANTINE not in store.table_names():
-        return {}
-    rows = store.table(QUARANTINE).to_lance().to_table(columns=["dataset", "reason"]).to_pylist()
+    rows = store.quarantine(columns=["dataset", "reason"]).to_pylist()
     out: dict[str, dict[str, int]] = {}
     for r in rows:
         per = out.setdefault(r["dataset"], {})
@@ -67,42 +64,18 @@ def quarantine_counts(store: Store) -> dict[str, dict[str, int]]:
 
 def show(store: Store, pair_id: str) -> dict[str, Any]:
     """One pair with every column, as plain Python values."""
-    table = store.pairs()
-    found = table.to_lance().to_table(filter=pc.field("pair_id") == pair_id)
+    found = store.read(where=pc.field("pair_id") == pair_id)
     if found.num_rows == 0:
         raise StoreError(f"no pair with id `{pair_id}`", hint="list ids with `seal query --select pair_id`")
     return found.slice(0, 1).to_pylist()[0]
 
 
-def _selection(select: list[str] | None) -> dict[str, str] | None:
-    if not select:
-        return None
-    return {name: name if "." not in name else _nested(name) for name in select}
-
-
-def _nested(path: str) -> str:
-    # Lance SQL addresses struct fields with dots; quote each part so odd names work.
-    return ".".join(f"`{part}`" for part in path.split("."))
-
-
 def query(store: Store, where: str | None = None, select: list[str] | None = None, limit: int | None = 20) -> pa.Table:
     """Rows of `pairs` matching a LanceDB SQL filter, restricted to the selected (possibly nested) columns.
     `where` must be one SQL expression and `select` existing columns (seal.sql_guard)."""
-    table = store.pairs()
     where = check_where(where)
-    select = check_select(select, table.schema)
-    builder = table.search()
-    if where:
-        builder = builder.where(where)
-    selection = _selection(select)
-    if selection:
-        builder = builder.select(selection)
-    builder = builder.limit(limit if limit is not None else table.count_rows())
-    try:
-        return builder.to_arrow()
-    except Exception as err:  # lance raises ValueError/RuntimeError with the parser's message
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise QueryError(f"query failed: {message}", hint="check --where (SQL) and --select column names") from None
+    select = check_select(select, store.schema())
+    return store.select(where, select or None, limit)
 
 
 def quarantined(
@@ -117,7 +90,7 @@ def quarantined(
         if value is not None:
             cond = pc.field(column) == value
             flt = cond if flt is None else (flt & cond)
-    rows = store.table(QUARANTINE).to_lance().to_table(filter=flt)
+    rows = store.quarantine(flt)
     if limit is not None:
         rows = rows.slice(0, limit)
     return rows.to_pylist()

@@ -24,20 +24,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from seal.annotate.embeddings import (
-    CONTEXT_TEXT,
-    NPROBES,
-    REFINE_FACTOR,
-    TextEncoder,
-    emb_column,
-    index_info,
-    latest_runs,
-)
-from seal.annotate.models import SCORE_PREFIX
-from seal.errors import QueryError, SealError, StoreError
+from seal.catalog.embeddings import CONTEXT_TEXT, NPROBES, REFINE_FACTOR, emb_column, latest_runs
+from seal.catalog.models import SCORE_PREFIX
+from seal.engines.encoder import TextEncoder
+from seal.errors import SealError, StoreError
 from seal.render import table
 from seal.sql_guard import check_where
-from seal.store import PAIRS, Store
+from seal.store import Store
 
 SIMILAR_FIELDS = ("pair", "context", "chosen", "rejected")
 SEARCH_FIELDS = ("context", "chosen", "rejected")
@@ -46,6 +39,8 @@ SNIPPET_CHARS = 160
 RRF_K = 60  # reciprocal rank fusion constant
 TEXT_COLUMN = {"context": CONTEXT_TEXT, "chosen": "chosen", "rejected": "rejected"}
 SIDE_LABEL = {"chosen": "preferred", "rejected": "dispreferred", "context": None, "pair": None}
+# Lance's index type names (lower case, no underscores) that LanceDB names otherwise.
+LANCE_INDEX_NAMES = {"inverted": "fts"}
 
 
 @dataclass
@@ -141,10 +136,14 @@ def _scores(row: dict[str, Any], columns: list[str]) -> dict[str, dict[str, floa
 
 
 def _index_kind(info: dict[str, dict[str, str]], column: str) -> str:
+    """How `column` is searched: exact (no index), ivf_pq, or the index type as LanceDB names it, lower-cased
+    (ivfflat, ivfhnswsq, fts, ...). The store reports Lance's names (IVF_PQ, IVF_HNSW_SQ, Inverted):
+    underscores go, and Lance's full-text `inverted` is LanceDB's `fts`."""
     entry = info.get(column)
     if entry is None:
         return "exact"
-    kind = entry["type"].lower()
+    kind = entry["type"].lower().replace("_", "")
+    kind = LANCE_INDEX_NAMES.get(kind, kind)
     return "ivf_pq" if "pq" in kind else kind
 
 
@@ -152,68 +151,19 @@ def _check_where(where: str | None) -> str | None:
     return check_where(where)  # one SQL expression, or None (seal.sql_guard)
 
 
-def _vector_query(
-    ds: Any, column: str, vector: np.ndarray, limit: int, where: str | None, select: list[str], indexed: bool
+def _nearest(
+    store: Store, column: str, vector: np.ndarray, limit: int, where: str | None, select: list[str], indexed: bool
 ) -> pa.Table:
-    """Nearest rows by dot product (cosine on unit vectors), straight on the Lance dataset (no query-loop
-    round trips): exact without an index, IVF-PQ probing `NPROBES` partitions and re-ranking
-    `REFINE_FACTOR` × limit candidates exactly with one."""
-    nearest: dict[str, Any] = {"column": column, "q": vector.astype(np.float32), "k": limit, "metric": "dot"}
-    if indexed:
-        nearest.update(nprobes=NPROBES, refine_factor=REFINE_FACTOR)
-    try:
-        return ds.to_table(
-            columns=[*select, "_distance"],
-            nearest=nearest,
-            filter=where,
-            prefilter=bool(where),
-            disable_scoring_autoprojection=True,
-        )
-    except Exception as err:
-        raise QueryError(f"search failed: {err}", hint="check the --where filter (LanceDB SQL)") from None
+    """Nearest rows by dot product (cosine on unit vectors): exact without an index, IVF-PQ probing `NPROBES`
+    partitions and re-ranking `REFINE_FACTOR` × limit candidates exactly with one."""
+    tuning = {"nprobes": NPROBES, "refine_factor": REFINE_FACTOR} if indexed else {}
+    return store.nearest(column, vector.astype(np.float32), limit, where=where, columns=select, **tuning)
 
 
-_DATASETS: dict[str, tuple[int, Any, Any]] = {}
-
-
-def _open_pairs(store: Store) -> tuple[Any, Any]:
-    """(table, Lance dataset) of the latest `pairs`. The dataset object is kept per store and version: it
-    holds the caches (index partitions, metadata) that make repeated queries fast (about 8 ms instead of
-    15 ms at 160,800 rows). Opening the table directly also skips listing the store's tables."""
-    try:
-        tbl = store.db.open_table(PAIRS)
-    except Exception:
-        store.require()  # raises the helpful error when there is no store
-        raise
-    key = str(store.path.resolve())
-    version = int(tbl.version)
-    cached = _DATASETS.get(key)
-    if cached is not None and cached[0] == version:
-        return cached[1], cached[2]
-    if len(_DATASETS) > 16:
-        _DATASETS.clear()
-    ds = tbl.to_lance()
-    _DATASETS[key] = (version, tbl, ds)
-    return tbl, ds
-
-
-_INDEXES: dict[tuple[str, int], dict[str, dict[str, str]]] = {}
-
-
-def _indexes(tbl: Any, ds: Any) -> dict[str, dict[str, str]]:
-    """index_info of this version of the table (cached: listing indexes costs a few milliseconds)."""
-    key = (str(ds.uri), int(ds.version))
-    if key not in _INDEXES:
-        if len(_INDEXES) > 64:
-            _INDEXES.clear()
-        _INDEXES[key] = index_info(tbl)
-    return _INDEXES[key]
-
-
-def _rows(ds: Any, ids: list[str], columns: list[str]) -> dict[str, dict[str, Any]]:
+def _rows(store: Store, ids: list[str], columns: list[str]) -> dict[str, dict[str, Any]]:
     if not ids:
         return {}
-    got = ds.to_table(columns=columns, filter=pc.field("pair_id").isin(ids))
+    got = store.read(columns, pc.field("pair_id").isin(ids))
     return {r["pair_id"]: r for r in got.to_pylist()}
 
 
@@ -243,8 +193,7 @@ def similar(
     if k < 1:
         raise SealError("k must be a positive integer")
     where = _check_where(where)
-    tbl, ds = _open_pairs(store)
-    schema = ds.schema
+    schema = store.schema()
     names = schema.names
     column = emb_column(field)
     if column not in names:
@@ -253,17 +202,17 @@ def similar(
     orient = len(orient_cols) == 2
     read = list(dict.fromkeys(["pair_id", column, *orient_cols]))
     quoted = pair_id.replace("'", "''")
-    found = ds.to_table(columns=read, filter=f"pair_id = '{quoted}'")  # SQL: uses the B-tree index
+    found = store.read(read, f"pair_id = '{quoted}'")  # SQL: uses the B-tree index
     if found.num_rows == 0:
         raise StoreError(f"no pair with id `{pair_id}`", hint="list ids with `seal query --select pair_id`")
     row = found.slice(0, 1).to_pylist()[0]
     if row[column] is None:
         raise StoreError(f"pair `{pair_id}` has no `{column}` yet", hint="run `seal embed` to embed new pairs")
-    info = _indexes(tbl, ds)
+    info = store.index_info()
     indexed = _index_kind(info, column) != "exact"
     scols = score_columns(schema)
     select = list(dict.fromkeys(["pair_id", "dataset", "context", "chosen", "rejected", *scols, *orient_cols]))
-    res = _vector_query(ds, column, np.asarray(row[column], np.float32), k + 1, where, select, indexed)
+    res = _nearest(store, column, np.asarray(row[column], np.float32), k + 1, where, select, indexed)
     query_vecs = {"chosen": _vec(row.get(emb_column("chosen"))), "rejected": _vec(row.get(emb_column("rejected")))}
     hits: list[Hit] = []
     distances = res.column("_distance").to_pylist()
@@ -351,9 +300,9 @@ def search(
     if bad:
         raise SealError(f"unknown field(s) {', '.join(bad)}", hint=f"use {', '.join(SEARCH_FIELDS)}")
     where = _check_where(where)
-    tbl, ds = _open_pairs(store)
-    names = set(ds.schema.names)
-    info = _indexes(tbl, ds)
+    schema = store.schema()
+    names = set(schema.names)
+    info = store.index_info()
     pool = max(k * 3, 20)  # candidates per ranked list before fusion
     ranked: list[tuple[str, str, list[tuple[str, float]]]] = []  # (how, field, [(pair_id, score)])
     index: dict[str, str] = {}
@@ -367,7 +316,7 @@ def search(
             col = emb_column(f)
             kind = _index_kind(info, col)
             index[col] = kind
-            res = _vector_query(ds, col, qv, pool, where, ["pair_id"], kind != "exact")
+            res = _nearest(store, col, qv, pool, where, ["pair_id"], kind != "exact")
             sims = [1.0 - float(d) for d in res.column("_distance").to_pylist()]
             ranked.append(("vector", f, list(zip(res.column("pair_id").to_pylist(), sims, strict=True))))
     if mode in ("text", "hybrid"):
@@ -376,13 +325,7 @@ def search(
             if col not in names or col not in info:
                 raise StoreError(f"no full-text index on `{col}`", hint="run `seal embed` (it builds the indexes)")
             index[col] = "fts"
-            q = tbl.search(text, query_type="fts", fts_columns=col).limit(pool)
-            if where:
-                q = q.where(where, prefilter=True)
-            try:
-                res = q.select(["pair_id", "_score"]).to_arrow()
-            except Exception as err:
-                raise QueryError(f"full-text search failed: {err}", hint="check the --where filter") from None
+            res = store.text_search(col, text, pool, where=where, columns=["pair_id"])
             ranked.append(
                 ("text", f, list(zip(res.column("pair_id").to_pylist(), res.column("_score").to_pylist(), strict=True)))
             )
@@ -406,8 +349,8 @@ def search(
                 entry["best"], entry["matched"] = value, f
             entry["score"] = entry["score"] + value if mode == "hybrid" else value
     order = sorted(best.items(), key=lambda kv: -kv[1]["score"])[:k]
-    scols = score_columns(ds.schema)
-    rows = _rows(ds, [pid for pid, _ in order], ["pair_id", "dataset", "context", "chosen", "rejected", *scols])
+    scols = score_columns(schema)
+    rows = _rows(store, [pid for pid, _ in order], ["pair_id", "dataset", "context", "chosen", "rejected", *scols])
     hits = []
     for pid, entry in order:
         rec = rows.get(pid, {"pair_id": pid})

@@ -29,11 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from seal.analysis.imprint import encode_feature, resolve_features
-from seal.analysis.resistance import DEFAULT_TIE_RULE, check_tie_rule
+from seal.analysis.design import encode_feature, resolve_features
+from seal.analysis.resistance_results import DEFAULT_TIE_RULE, check_tie_rule
 from seal.analysis.stats import mcnemar_exact, proportion
-from seal.annotate.features.writer import stored_feature_sets
-from seal.annotate.models import list_models, model_with_role, score_column
+from seal.catalog.features import stored_feature_sets
+from seal.catalog.models import list_models, model_with_role, score_column
 from seal.errors import SealError
 from seal.store import Store
 
@@ -263,7 +263,7 @@ def gamma_from_store(
         if f.type == "list":
             raise SealError(f"γ needs ordered features; `{s}.{f.name}` is a list")
     by_set = list(dict.fromkeys(s for s, _ in selected))
-    data = store.pairs().to_lance().to_table(columns=["pair_id"] + [sets[s].column for s in by_set])
+    data = store.read(["pair_id"] + [sets[s].column for s in by_set])
     chosen, rejected = [], []
     for s, f in selected:
         struct = data.column(sets[s].column).combine_chunks()
@@ -278,7 +278,7 @@ def gamma_from_store(
 def _scores(store: Store, alias: str, pair_ids: np.ndarray) -> np.ndarray:
     import pyarrow.compute as pc
 
-    table = store.pairs().to_lance().to_table(columns=["pair_id", score_column(alias)])
+    table = store.read(["pair_id", score_column(alias)])
     struct = table.column(score_column(alias)).combine_chunks()
     values = np.column_stack(
         [
@@ -329,10 +329,10 @@ def _identical(store: Store, pair_ids: np.ndarray) -> np.ndarray:
     """flags.identical_responses per pair id (False where the store has no such flag)."""
     import pyarrow.compute as pc
 
-    pairs = store.pairs()
-    if "flags" not in pairs.schema.names or pairs.schema.field("flags").type.get_field_index("identical_responses") < 0:
+    schema = store.schema()
+    if "flags" not in schema.names or schema.field("flags").type.get_field_index("identical_responses") < 0:
         return np.zeros(len(pair_ids), bool)
-    table = pairs.to_lance().to_table(columns=["pair_id", "flags"])
+    table = store.read(["pair_id", "flags"])
     flags = table.column("flags").combine_chunks()
     values = pc.struct_field(flags, "identical_responses").fill_null(False).to_numpy(zero_copy_only=False)
     index = {p: i for i, p in enumerate(table.column("pair_id").to_pylist())}
