@@ -1,9 +1,10 @@
 """seal: audit reward models against preference datasets (SEAL, Revel et al., AAAI 2025).
 
-`Store`, `ingest` and `IngestResult` are imported on first use: `import seal` stays cheap (the CLI's
-`--version` and `--help` need nothing else), and on a machine without the store's dependencies
-(LanceDB, pyarrow) the scoring core and the transcript parser still import; there `seal.Store` is
-simply absent.
+The Python API (seal.api): `open_store`, the stages `ingest`, `score`, `label`, `embed`, `perturb`, the analyses
+`resistance`, `imprint`, `robustness`, `confusing`, and `plan`/`run` for a spec — the same functions, with the same
+options, that the `seal` commands call. Everything is imported on first use: `import seal` stays cheap (the CLI's
+`--version` and `--help` need nothing else), and on a machine without the store's dependencies the scoring core
+and the transcript parser still import; there the names that need them are absent.
 """
 
 from __future__ import annotations
@@ -15,12 +16,42 @@ from seal.errors import SealError
 
 __version__ = "0.1.0"
 
-_LAZY = {"IngestResult": "seal.ingest", "ingest": "seal.ingest", "Store": "seal.store"}
+_VERBS = (
+    "open_store",
+    "ingest",
+    "score",
+    "import_scores",
+    "label",
+    "embed",
+    "perturb",
+    "resistance",
+    "imprint",
+    "robustness",
+    "confusing",
+    "plan",
+    "run",
+)
+_LAZY = {"IngestResult": "seal.ingest", "Store": "seal.store", **dict.fromkeys(_VERBS, "seal.api")}
 # Modules whose absence makes the lazy names absent instead of an import error (a bare GPU machine).
 _OPTIONAL = frozenset({"lancedb", "lance", "pyarrow", "pandas", "datasets"})
 
 if TYPE_CHECKING:
-    from seal.ingest import IngestResult, ingest
+    from seal.api import (
+        confusing,
+        embed,
+        import_scores,
+        imprint,
+        ingest,
+        label,
+        open_store,
+        perturb,
+        plan,
+        resistance,
+        robustness,
+        run,
+        score,
+    )
+    from seal.ingest import IngestResult
     from seal.store import Store
 
 # `seal.ingest` names both a subpackage and the function. Load the package now (cheap: it imports its
@@ -43,4 +74,22 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-__all__ = ["IngestResult", "SealError", "Store", "__version__", "ingest"]
+__all__ = [
+    "IngestResult",
+    "SealError",
+    "Store",
+    "__version__",
+    "confusing",
+    "embed",
+    "import_scores",
+    "imprint",
+    "ingest",
+    "label",
+    "open_store",
+    "perturb",
+    "plan",
+    "resistance",
+    "robustness",
+    "run",
+    "score",
+]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from seal.analysis.imprint import CATEGORICAL, CORRECTIONS, COV_TYPES, DEFAULT_MIN_COUNT, LEVELS, TIES
+from seal.analysis.imprint import CATEGORICAL, COV_TYPES, DEFAULT_MIN_COUNT, LEVELS, TIES
 from seal.commands.common import emit_json, get_store, info, json_option
+from seal.commands.options import confidence_option, correction_option
 
 
 @click.command("imprint")
@@ -40,13 +41,7 @@ from seal.commands.common import emit_json, get_store, info, json_option
     show_default=True,
     help="Standard errors: cluster-robust by pair, HC3, or classical.",
 )
-@click.option(
-    "--correction",
-    type=click.Choice(CORRECTIONS),
-    default="bonferroni",
-    show_default=True,
-    help="Multiple-testing adjustment over the feature coefficients of each regression.",
-)
+@correction_option("Multiple-testing adjustment over the feature coefficients of each regression.")
 @click.option("--standardize", is_flag=True, help="Fit on z-scored outcome and regressors (β in SD units).")
 @click.option(
     "--logit", is_flag=True, help="Pair level: a logit for misalignment instead of a linear probability model."
@@ -72,12 +67,12 @@ from seal.commands.common import emit_json, get_store, info, json_option
     show_default=True,
     help="Pair level: a pair the model scores equal on both sides counts as misaligned, aligned, or is left out.",
 )
+@confidence_option("Confidence level of the coefficient intervals.")
 @click.option(
     "--alpha",
     type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    default=0.05,
-    show_default=True,
-    help="1 − confidence level of the intervals.",
+    hidden=True,
+    help="Deprecated: 1 − the confidence level (use --confidence).",
 )
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a coefficient plot (PNG) to FILE.")
 @json_option
@@ -99,6 +94,10 @@ def imprint_command(ctx: click.Context, json_: bool, plot_path: str | None, **op
     """
     from seal.analysis.imprint import imprint
 
+    if options.get("alpha") is not None:
+        if ctx.get_parameter_source("confidence") is not click.core.ParameterSource.DEFAULT:
+            raise click.UsageError("--alpha (deprecated) and --confidence exclude each other; use --confidence")
+        info("--alpha is deprecated: use --confidence (1 − alpha)")
     result = imprint(get_store(ctx), **options)  # type: ignore[arg-type]
     if plot_path:
         result.plot(plot_path)

@@ -9,40 +9,23 @@ import click
 
 from seal import outcome
 from seal.commands.common import emit_json, get_store, json_option, silent_option
+from seal.commands.options import llm_endpoint_options
 from seal.render import table
 
 LABELERS = ("heuristics", "llm")
 DEFAULT_FEATURE_SETS = {"heuristics": "heuristics", "llm": "seal-taxonomy"}
 
 
-# ---- BEGIN LLM LABELER OPTIONS (owned by the LLM labeler: seal/annotate/features/llm.py) -------------
 # Options of `seal label --labeler llm`. Each becomes a keyword argument of
 # `seal.annotate.features.llm.label_llm(store, feature_set, sample=, seed=, dry_run=, show_progress=, **these)`;
-# options left at None are not passed, so label_llm's defaults apply.
+# options left at None are not passed, so label_llm's defaults apply. The endpoint's options (--base-url,
+# --api-key-env, --concurrency, --timeout, --max-retries) are the shared `llm_endpoint_options`.
 _LLM_OPTIONS = [
     click.option("--model", help="llm: model id sent to the endpoint (e.g. gpt-4o-mini). Part of the recipe."),
-    click.option(
-        "--base-url",
-        envvar="OPENAI_BASE_URL",
-        help="llm: OpenAI-compatible API root (default https://api.openai.com/v1; env OPENAI_BASE_URL), "
-        "e.g. http://127.0.0.1:8000/v1 for vLLM, llama.cpp or Ollama.",
-    ),
-    click.option(
-        "--api-key-env",
-        metavar="VAR",
-        help="llm: environment variable holding the API key (default OPENAI_API_KEY). The key itself is "
-        "never written anywhere.",
-    ),
-    click.option("--concurrency", type=click.IntRange(min=1), help="llm: requests in flight at once (default 4)."),
+    llm_endpoint_options(prefix_help="llm: "),
     click.option("--temperature", type=click.FloatRange(min=0), help="llm: sampling temperature (default 0)."),
     click.option("--request-seed", type=int, help="llm: the API's `seed` parameter (best effort). Part of the recipe."),
     click.option("--max-tokens", type=click.IntRange(min=1), help="llm: reply budget per request (default: by set)."),
-    click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="llm: seconds per request (60)."),
-    click.option(
-        "--max-retries",
-        type=click.IntRange(min=0),
-        help="llm: retries of a request after 429, 5xx, timeouts or broken answers, with backoff (5).",
-    ),
     click.option(
         "--max-invalid-retries",
         type=click.IntRange(min=0),
@@ -92,9 +75,6 @@ def llm_options(func: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(_LLM_OPTIONS):
         func = option(func)
     return func
-
-
-# ---- END LLM LABELER OPTIONS -----------------------------------------------------------------------------
 
 
 @click.command("label")
@@ -178,8 +158,7 @@ def label_command(
     if json_:
         emit_json(result.to_json())
     else:
-        line = getattr(result, "line", None)
-        click.echo(line() if callable(line) else f"{labeler}: {result.to_json().get('status')}")
+        click.echo(result.summary())
         means = getattr(result, "means", None)
         if means:
             click.echo(_means_table(means))
@@ -249,7 +228,7 @@ def import_features_command(
     if json_:
         emit_json(result.to_json())
         return
-    click.echo(result.line())
+    click.echo(result.summary())
     if result.ignored_columns:
         click.echo(f"ignored columns: {', '.join(result.ignored_columns)}")
     if result.means:

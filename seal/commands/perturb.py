@@ -1,14 +1,15 @@
-"""`seal perturb` (rewrite responses, re-score the variants) and `seal robustness` (what the rewrites did)."""
+"""`seal perturb`: rewrite responses and re-score the variants (`seal robustness` reads what they did)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import click
 
 from seal import outcome
 from seal.commands.common import emit_json, get_store, info, json_option, silent_option
-from seal.commands.score import BatchSize
+from seal.commands.options import batch_size_option, device_option, llm_endpoint_options
 from seal.errors import SealError
 from seal.render import table
 
@@ -112,16 +113,9 @@ def _list_ops(json_: bool) -> None:
     metavar="SET",
     help="Also label the variants with this heuristic feature set (e.g. heuristics) for the robustness score.",
 )
-@click.option(
-    "--device",
-    type=click.Choice(["auto", "cpu", "cuda", "mps"]),
-    default="auto",
-    show_default=True,
-    help="Where the reward models re-score the variants (not part of any recipe).",
-)
-@click.option(
-    "--batch-size", type=BatchSize(), default="auto", show_default=True, help="Texts per scoring batch, or auto."
-)
+@device_option(" Used by the reward models that re-score the variants.")
+@batch_size_option(help_text="Texts per re-scoring batch, or auto (a token budget per batch).")
+@llm_endpoint_options(prefix_help="llm rewriter: ")
 @click.option("--list-ops", is_flag=True, help="List the rule ops and their parameters, then exit.")
 @json_option
 @silent_option
@@ -142,6 +136,11 @@ def perturb_command(
     label_sets: tuple[str, ...],
     device: str,
     batch_size: int | str,
+    base_url: str | None,
+    api_key_env: str | None,
+    concurrency: int | None,
+    timeout: float | None,
+    max_retries: int | None,
     list_ops: bool,
     json_: bool,
     silent: bool,
@@ -154,14 +153,21 @@ def perturb_command(
     scores of an RM scored since). Failed LLM rewrites are retried by the next run; exit code 3 when every
     variant failed (e.g. the LLM endpoint refused every request).
 
+    The llm rewriter takes the endpoint options of `seal label --labeler llm` (--base-url, --api-key-env,
+    --concurrency, --timeout, --max-retries); its model is named in the method (llm:model=ID). The older
+    grammar llm:model=ID,base_url=URL,... still works; a flag and the same key in the method must then
+    agree (a contradiction is an error). OPENAI_BASE_URL applies when neither names a base URL.
+
     \b
     Examples:
       seal perturb --method typos:rate=0.05 --sample 500 --seed 1
       seal perturb --method punctuation:mode=exclaim --sides chosen
       seal perturb --method llm:model=gpt-4o-mini --sample 200 --min-similarity 0.8
+      seal perturb --method llm:model=qwen2.5 --base-url http://127.0.0.1:8000/v1 --concurrency 8
       seal perturb --list-ops
     """
-    from seal.annotate.perturb.core import PerturbConfig, perturb
+    from seal.annotate.perturb import PerturbConfig, perturb
+    from seal.annotate.perturb.llm_rewriter import endpoint_settings
 
     if list_ops:
         _list_ops(json_)
@@ -198,6 +204,15 @@ def perturb_command(
             min_similarity=min_similarity,
             similarity_model=similarity_model,
         )
+    flags, environment = _endpoint_options(
+        ctx,
+        base_url=base_url,
+        api_key_env=api_key_env,
+        concurrency=concurrency,
+        timeout=timeout,
+        max_retries=max_retries,
+    )
+    config = replace(config, endpoint=endpoint_settings(config.method, config.params, flags, environment))
     store = get_store(ctx)
     result = perturb(
         store,
@@ -213,8 +228,21 @@ def perturb_command(
     else:
         _echo_perturb(result)
     outcome.check(
-        f"seal perturb {result.name}", result.to_json(), hint="check the rewriter (an llm: --base-url, --model)"
+        f"seal perturb {result.name}",
+        result.to_json(),
+        hint="check the rewriter (an llm: --base-url, and the model in --method llm:model=ID)",
     )
+
+
+def _endpoint_options(ctx: click.Context, **values: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(endpoint options given as flags, those that came from an environment variable such as OPENAI_BASE_URL)."""
+    flags: dict[str, Any] = {}
+    environment: dict[str, Any] = {}
+    for key, value in values.items():
+        if value is not None:
+            from_env = ctx.get_parameter_source(key) is click.core.ParameterSource.ENVIRONMENT
+            (environment if from_env else flags)[key] = value
+    return flags, environment
 
 
 def _echo_perturb(result: Any) -> None:
@@ -249,101 +277,3 @@ def _echo_perturb(result: Any) -> None:
         click.echo(f"{lab['column']}: {lab['status']} ({lab['pairs']:,} pairs labelled)")
     if not result.rescored:
         info("no scored reward model yet: `seal score` one, then rerun `seal perturb` to score the variants")
-
-
-@click.command("robustness")
-@click.option("--model", help="Only this RM (default: every scored RM).")
-@click.option("--method", help="Only this perturbation (default: every perturbation in the store).")
-@click.option("--include-dissimilar", is_flag=True, help="Keep variants below their --min-similarity.")
-@click.option("--feature-set", help="Feature set for the robustness score (default: every labelled one).")
-@click.option("--logit", is_flag=True, help="Logit instead of the linear-probability model for the robustness score.")
-@click.option(
-    "--min-flips",
-    type=click.IntRange(min=1),
-    default=5,
-    show_default=True,
-    help="A feature flip enters the robustness-score regression when at least this many pairs have it.",
-)
-@click.option(
-    "--correction",
-    type=click.Choice(["holm", "bonferroni", "bh", "none"]),
-    default="holm",
-    show_default=True,
-    help="Multiple-testing correction of the robustness-score p-values.",
-)
-@click.option(
-    "--confidence",
-    type=click.FloatRange(0.5, 0.999),
-    default=0.95,
-    show_default=True,
-    help="Confidence level of the Wilson and coefficient intervals.",
-)
-@click.option(
-    "--semantic-floor",
-    type=click.FloatRange(0.0001, 1),
-    default=0.01,
-    show_default=True,
-    help="Lower bound of the mean semantic change in the sensitivity ratio.",
-)
-@click.option(
-    "--population",
-    type=click.Choice(["all", "aligned-before"]),
-    default="all",
-    show_default=True,
-    help="Pairs of the robustness-score regression: all (the paper's π; a pair not aligned before has outcome 0) "
-    "or aligned-before (only pairs the RM got right before rewriting).",
-)
-@click.option(
-    "--ties",
-    type=click.Choice(["exclude", "disagree"]),
-    default="exclude",
-    show_default=True,
-    help="Tie rule, as in `seal resistance`: exclude = exact ties apart; disagree = a tie counts as disagreement.",
-)
-@json_option
-@click.pass_context
-def robustness_command(
-    ctx: click.Context,
-    model: str | None,
-    method: str | None,
-    include_dissimilar: bool,
-    feature_set: str | None,
-    logit: bool,
-    min_flips: int,
-    correction: str,
-    confidence: float,
-    semantic_floor: float,
-    population: str,
-    ties: str,
-    json_: bool,
-) -> None:
-    """How reward models react to meaning-preserving rewrites: agreement before/after with CIs, flips with an
-    exact McNemar test, reward correlation and change (in reward SDs), shift angle, sensitivity per
-    perturbation, and (with labelled variants) SEAL's robustness score.
-
-    \b
-    Examples:
-      seal robustness
-      seal robustness --model oa_large_v2 --method llm --json
-      seal robustness --population aligned-before   # π conditional on agreeing before
-    """
-    from seal.analysis.robustness import robustness
-
-    result = robustness(
-        get_store(ctx),
-        model=model,
-        method=method,
-        include_dissimilar=include_dissimilar,
-        feature_set=feature_set,
-        estimator="logit" if logit else "lpm",
-        min_flips=min_flips,
-        correction=correction,
-        confidence=confidence,
-        semantic_floor=semantic_floor,
-        population=population,
-        ties=ties,
-    )
-    if json_:
-        emit_json(result.to_json())
-        return
-    click.echo(result.to_text())

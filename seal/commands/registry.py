@@ -40,11 +40,12 @@ _EMBED, _INSPECT, _LABEL, _PERTURB = (
     "seal.commands.perturb",
 )
 _RESISTANCE, _SCORE, _SPEC = "seal.commands.resistance", "seal.commands.score", "seal.commands.spec"
+_CONFUSING, _ROBUSTNESS = "seal.commands.confusing", "seal.commands.robustness"
 
 # The short help is the first sentence of the command's docstring, as click would shorten it.
 COMMANDS: dict[str, LazyCommand] = {
     "confusing": LazyCommand(
-        _EMBED,
+        _CONFUSING,
         "confusing_command",
         "Confusing entries: identical and near-identical responses, duplicates, contradictions "
         "(near-duplicate pairs with opposite preferences) and clusters ranked by excess RM resistance.",
@@ -55,7 +56,7 @@ COMMANDS: dict[str, LazyCommand] = {
         "Embed every pair's context, responses and the pair (emb_<field> columns), then index them.",
     ),
     "findings": LazyCommand(
-        _EMBED,
+        _CONFUSING,
         "findings_command",
         "Findings stored by `seal confusing`, strongest first (without recomputing anything).",
     ),
@@ -98,7 +99,7 @@ COMMANDS: dict[str, LazyCommand] = {
         "How often an RM prefers the human-chosen response, and how that changed from a control RM.",
     ),
     "robustness": LazyCommand(
-        _PERTURB,
+        _ROBUSTNESS,
         "robustness_command",
         "How reward models react to meaning-preserving rewrites: agreement before/after with CIs, flips "
         "with an exact McNemar test, reward correlation and change (in reward SDs), shift angle, "
@@ -111,7 +112,7 @@ COMMANDS: dict[str, LazyCommand] = {
         "Score both responses of every pair with a reward model, into column score_<alias>.",
     ),
     "search": LazyCommand(
-        _EMBED,
+        _CONFUSING,
         "search_command",
         "Pairs whose context or responses match TEXT: by meaning (vector), words (text, BM25) or both "
         "(hybrid, reciprocal-rank fusion).",
@@ -120,7 +121,7 @@ COMMANDS: dict[str, LazyCommand] = {
         _INSPECT, "show_command", "Show one pair: its conversation, both responses, flags and annotations."
     ),
     "similar": LazyCommand(
-        _EMBED,
+        _CONFUSING,
         "similar_command",
         "The pairs nearest to PAIR_ID by embedding (cosine), with RM margins when scored.",
     ),

@@ -7,8 +7,9 @@ import click
 from seal.analysis.regimes import gamma_regime_table
 from seal.analysis.resistance import DEFAULT_TIE_RULE, TIE_RULES, resistance
 from seal.annotate.import_scores import import_scores
-from seal.annotate.models import ROLES
+from seal.catalog.models import ROLES
 from seal.commands.common import emit_json, get_store, json_option
+from seal.commands.options import confidence_option
 
 
 @click.command("import-scores")
@@ -68,13 +69,7 @@ def import_scores_command(
     metavar="COLUMN",
     help="Per-group rates by a column of pairs, e.g. dataset or flags.context_mismatch (nested fields with a dot).",
 )
-@click.option(
-    "--confidence",
-    type=click.FloatRange(0.5, 0.999),
-    default=0.95,
-    show_default=True,
-    help="Confidence level of the Wilson intervals.",
-)
+@confidence_option("Confidence level of the Wilson intervals.")
 @click.option(
     "--labeler-regime",
     metavar="FEATURES",

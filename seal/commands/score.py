@@ -6,33 +6,11 @@ from typing import Any
 
 import click
 
-from seal.annotate.models import ROLES, list_models
-from seal.annotate.scoring_model import (
-    DEVICES,
-    DTYPES,
-    INPUT_FORMATS,
-    SHARING_MIN_FLOP_PER_KV_BYTE,
-    TRUNCATION_SIDES,
-)
+from seal.catalog.models import ROLES, list_models
 from seal.commands.common import emit_json, get_store, info, json_option, silent_option
+from seal.commands.options import batch_size_option, device_option, dtype_option
+from seal.engines.scoring import INPUT_FORMATS, SHARING_MIN_FLOP_PER_KV_BYTE, TRUNCATION_SIDES
 from seal.render import table
-
-
-class BatchSize(click.ParamType):
-    """A positive integer or `auto`."""
-
-    name = "N|auto"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int | str:
-        if isinstance(value, int) or value == "auto":
-            return value
-        try:
-            size = int(value)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is not a positive integer or auto", param, ctx)
-        if size < 1:
-            self.fail(f"{value!r} is not a positive integer or auto", param, ctx)
-        return size
 
 
 @click.command("score")
@@ -44,13 +22,7 @@ class BatchSize(click.ParamType):
     help="aligned (the RM under audit), control (its base) or other (default: the alias's last role, else other).",
 )
 @click.option("--revision", help="Hub revision (branch, tag or commit); the resolved commit is recorded.")
-@click.option(
-    "--batch-size",
-    type=BatchSize(),
-    default="auto",
-    show_default=True,
-    help="Texts per batch, or auto (a token budget per batch). Does not change the scores.",
-)
+@batch_size_option(help_text="Texts per batch, or auto (a token budget per batch). Does not change the scores.")
 @click.option("--max-length", type=click.IntRange(min=8), help="Token limit per text (default: the model's, ≤4096).")
 @click.option(
     "--truncation",
@@ -59,20 +31,8 @@ class BatchSize(click.ParamType):
     show_default=True,
     help="left: drop context tokens from the start (keeps the whole response); right: drop from the end.",
 )
-@click.option(
-    "--device",
-    type=click.Choice(DEVICES),
-    default="auto",
-    show_default=True,
-    help="auto: cuda, else mps, else cpu. Does not change the scores.",
-)
-@click.option(
-    "--dtype",
-    type=click.Choice(DTYPES),
-    default="auto",
-    show_default=True,
-    help="auto is float32 on every device (a CPU run and a GPU run then share scores).",
-)
+@device_option()
+@dtype_option()
 @click.option(
     "--input-format",
     type=click.Choice(INPUT_FORMATS),
@@ -117,14 +77,14 @@ def score_command(ctx: click.Context, json_: bool, silent: bool, **options: Any)
       seal score --model OpenAssistant/reward-model-deberta-v3-large --alias oa_large --role control
       seal score --model Skywork/Skywork-Reward-Llama-3.1-8B-v0.2 --dtype bfloat16 --batch-size 16
     """
-    from seal.annotate.scores import ScoreOptions, ScoreStage
+    from seal.annotate.scores import ScoreOptions, ScoreStage, run_score
 
     store = get_store(ctx)
     store.require()
     replace = options.pop("replace")
     stage = ScoreStage(ScoreOptions(**options), replace=replace)
     info(f"{stage.column}: input format {stage.rm.input_format} ({stage.rm.input_format_reason})")
-    result = stage.execute(store, show_progress=not silent)
+    result = run_score(store, stage, show_progress=not silent)
     if json_:
         emit_json(result.to_json())
         return
