@@ -43,6 +43,7 @@ from seal import schema  # noqa: E402
 from seal.analysis import confusing as C  # noqa: E402
 from seal.analysis.neighbors import similar_pairs  # noqa: E402
 from seal.annotate import embeddings as E  # noqa: E402
+from seal.catalog import embeddings as EC  # noqa: E402
 from seal.search import similar  # noqa: E402
 
 
@@ -62,7 +63,7 @@ def validation(tmp: Path, source: Path, n_real: int, n_plant: int) -> tuple[seal
     t0 = time.perf_counter()
     result = C.confusing(store, ["duplicates", "contradictory"], limit=0)
     seconds = time.perf_counter() - t0
-    ids = store.pairs().to_lance().to_table(columns=["pair_id", "source_index"]).to_pylist()
+    ids = store.read(["pair_id", "source_index"]).to_pylist()
     recall, precision, wrong, missed = score_findings(result, {r["pair_id"]: r["source_index"] for r in ids}, truth)
     emit(
         figure="validation",
@@ -84,19 +85,19 @@ def build_large(tmp: Path, real: seal.Store, real_truth: dict, rows: int, n_plan
     """A store of `rows` pairs from the real store's rows and embeddings (see the module docstring)."""
     rng = np.random.default_rng(seed)
     cols = ["source_index", "context", "chosen", "rejected", "emb_context", "emb_chosen", "emb_rejected"]
-    base = real.pairs().to_lance().to_table(columns=cols)
+    base = real.read(cols)
     m = base.num_rows
-    mats = {f: E._vectors(base.column(E.emb_column(f)))[0] for f in E.TEXT_FIELDS}
+    mats = {f: EC.vector_matrix(base.column(EC.emb_column(f)))[0] for f in EC.TEXT_FIELDS}
     n_rep = rows - 2 * n_plant
     src = np.arange(n_rep) % m
     sigma = 0.042
     vec = {}
-    for f in E.TEXT_FIELDS:
+    for f in EC.TEXT_FIELDS:
         noisy = mats[f][src] + sigma * rng.standard_normal((n_rep, mats[f].shape[1]), dtype=np.float32)
         noisy[:m] = mats[f]  # the first copy is the real row
         vec[f] = noisy / np.linalg.norm(noisy, axis=1, keepdims=True)
     twins_of = rng.choice(n_rep, size=2 * n_plant, replace=False)
-    for f in E.TEXT_FIELDS:
+    for f in EC.TEXT_FIELDS:
         other = {"chosen": "rejected", "rejected": "chosen"}.get(f, f)
         dup = vec[f][twins_of[:n_plant]]
         con = vec[other][twins_of[n_plant:]]  # contradictions: chosen and rejected swapped
@@ -138,12 +139,12 @@ def build_large(tmp: Path, real: seal.Store, real_truth: dict, rows: int, n_plan
     store = seal.Store(tmp / "large")
     store.add_pairs(table)
     id_arr = pa.array(ids)
-    for f in E.TEXT_FIELDS:
+    for f in EC.TEXT_FIELDS:
         store.materialize_column(
-            E.emb_column(f), pa.table({"pair_id": id_arr, E.emb_column(f): E.vectors_array(vec[f])})
+            EC.emb_column(f), pa.table({"pair_id": id_arr, EC.emb_column(f): EC.vectors_array(vec[f])})
         )
-    pair = E.pair_vectors(vec["context"], vec["chosen"], vec["rejected"])
-    store.materialize_column("emb_pair", pa.table({"pair_id": id_arr, "emb_pair": E.vectors_array(pair)}))
+    pair = EC.pair_vectors(vec["context"], vec["chosen"], vec["rejected"])
+    store.materialize_column("emb_pair", pa.table({"pair_id": id_arr, "emb_pair": EC.vectors_array(pair)}))
     # the real rows (first copies) keep the validation's planted pairs: part of the truth too
     position = {s: i for i, s in enumerate(base.column("source_index").to_pylist())}
     planted = {tuple(sorted((position[a], position[b]))): kind for (a, b), kind in real_truth.items()}
@@ -159,7 +160,7 @@ def contradictions(store: seal.Store, vec: dict, planted: dict, rows: int) -> No
     index_of = {f"p{i:08d}": i for i in range(rows)}
     recall, precision, _wrong, _missed = score_findings(result, index_of, planted)
     # baseline: exact all-pairs by blocked matrix products on 20,000 rows, scaled quadratically
-    content = E.content_vectors(vec["context"], vec["chosen"], vec["rejected"])
+    content = EC.content_vectors(vec["context"], vec["chosen"], vec["rejected"])
     sub = content[:20_000]
     t0 = time.perf_counter()
     similar_pairs(sub, 0.8, exact_below=10**9)

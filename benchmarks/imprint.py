@@ -35,9 +35,10 @@ import pyarrow.compute as pc  # noqa: E402
 
 import seal  # noqa: E402
 from seal.analysis.imprint import imprint, load_pair_data, resolve_features  # noqa: E402
-from seal.annotate.features.featureset import Feature, FeatureSet  # noqa: E402
-from seal.annotate.features.writer import labels_from_arrays, stored_feature_sets, write_labels  # noqa: E402
-from seal.annotate.models import SCORE_TYPE  # noqa: E402
+from seal.annotate.features.writer import labels_from_arrays, write_labels  # noqa: E402
+from seal.catalog.features import stored_feature_sets  # noqa: E402
+from seal.catalog.featuresets import Feature, FeatureSet  # noqa: E402
+from seal.catalog.models import SCORE_TYPE  # noqa: E402
 from seal.recipe import Recipe  # noqa: E402
 from seal.store import RunRecord, new_run_id, now_utc  # noqa: E402
 
@@ -46,7 +47,7 @@ def build_store(folder: Path, source: Path, pairs: int) -> seal.Store:
     """Ingest the real rows once, then add replicated copies with new pair ids and marked responses."""
     base_store = seal.Store(folder / "base")
     seal.ingest(base_store, str(source), name="hh-harmless")
-    base = base_store.pairs().to_lance().to_table()
+    base = base_store.read()
     copies, copy = [], 0
     while sum(t.num_rows for t in copies) < pairs:
         take = min(base.num_rows, pairs - sum(t.num_rows for t in copies))

@@ -113,7 +113,7 @@ def bench_llama(requests: int, pairs: int) -> None:
 
     from llm_servers import start_llama_server
 
-    from seal.annotate.features.llm_client import ChatClient
+    from seal.engines.llm import ChatClient
 
     with tempfile.TemporaryDirectory() as tmp:
         generator = start_llama_server(Path(tmp))

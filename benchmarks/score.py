@@ -37,7 +37,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from seal.annotate.scoring_model import RewardModel, render_transcript  # noqa: E402
+from seal.engines.scoring import RewardModel, render_transcript  # noqa: E402
 from seal.ingest.formats import ColumnMap, RowProblem, adapt_transcript  # noqa: E402
 
 TOKENIZER_DIR: Path | None = None  # --tokenizer: where the MiniLM tokenizer lives when the package is absent

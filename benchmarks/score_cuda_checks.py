@@ -27,8 +27,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import score as bench
 
-import seal.annotate.scoring_model as scoring
-from seal.annotate.scoring_model import RewardModel
+import seal.engines.scoring.reward_model as scoring
+from seal.engines.scoring import RewardModel
 
 
 def timed_score(rm: RewardModel, items: list, batch_size: int | str) -> tuple[np.ndarray, float]:

@@ -55,7 +55,7 @@ def render(cli: click.Group | None = None) -> str:
     """The text of docs/cli.md."""
     if cli is None:
         sys.path.insert(0, str(REPO))
-        from cli import cli
+        from seal.cli import cli
     parts = [HEADER, "## seal\n", "```text\n" + help_text(cli, ()) + "```\n"]
     for path in command_paths(cli):
         parts.append(f"## seal {' '.join(path)}\n")

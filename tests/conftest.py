@@ -46,7 +46,7 @@ def shared_data() -> Path:
 @pytest.fixture
 def run_cli(store_path):
     """Invoke `seal --store STORE ARGS...`; returns the click Result (stdout and stderr separate)."""
-    from cli import cli
+    from seal.cli import cli
 
     runner = CliRunner()
 

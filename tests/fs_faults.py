@@ -25,7 +25,7 @@ def main(plan_path: str) -> None:
     sys.path.insert(0, str(REPO))
     from click.testing import CliRunner
 
-    from cli import cli
+    from seal.cli import cli
 
     runner = CliRunner()
     results = []

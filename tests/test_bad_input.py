@@ -255,7 +255,7 @@ def test_row_level_case(case: RowCase, store, tmp_path):
         assert result.format == case.fmt
     for flag, count in case.flags.items():
         assert result.flags[flag] == count, result.flags
-    pairs = store.table("pairs").to_arrow()
+    pairs = store.read()
     assert pairs.num_rows == case.ingested
     chosen = pairs.column("chosen").to_pylist()
     for text in case.survivors:
@@ -263,7 +263,7 @@ def test_row_level_case(case: RowCase, store, tmp_path):
     if not case.reasons:
         assert "quarantine" not in store.table_names()
         return
-    quarantine = store.table("quarantine").to_arrow().to_pylist()
+    quarantine = store.quarantine().to_pylist()
     assert sorted(q["reason"] for q in quarantine) == sorted(r for r, n in case.reasons.items() for _ in range(n))
     for q in quarantine:
         assert q["dataset"] == result.dataset
@@ -277,7 +277,7 @@ def test_quarantine_detail_names_the_row(store, tmp_path):
     path = tmp_path / "d.jsonl"
     path.write_bytes(jsonl(GOOD[0], b'{"chosen": \n', {"chosen": 1, "rejected": "x"}))
     seal.ingest(store, path)
-    rows = sorted(store.table("quarantine").to_arrow().to_pylist(), key=lambda q: q["source_key"])
+    rows = sorted(store.quarantine().to_pylist(), key=lambda q: q["source_key"])
     assert [(q["source_key"], q["reason"]) for q in rows] == [
         ("d.jsonl:2", "invalid_json"),
         ("d.jsonl:3", "wrong_type"),
@@ -291,7 +291,7 @@ def test_csv_keys_count_records_not_lines(store, tmp_path):
     path = tmp_path / "d.csv"
     path.write_text(CSV_HEADER + 'q,"two\nlines",b\nq,broken\n' + CSV_GOOD)
     seal.ingest(store, path)
-    keys = sorted(store.table("pairs").to_arrow().column("source_key").to_pylist())
+    keys = sorted(store.read().column("source_key").to_pylist())
     assert keys == ["d.csv:0", "d.csv:2", "d.csv:3", "d.csv:4"]
     path.write_text(CSV_HEADER + 'q,"two\nlines",b\nq,fixed,b\n' + CSV_GOOD)
     again = seal.ingest(store, path)
@@ -368,7 +368,7 @@ def write_case(folder: Path, files: dict[str, bytes]) -> Path:
 
 def snapshot(store) -> dict[str, int]:
     """Every table of the store and its version: equal snapshots mean nothing was written."""
-    return {name: int(store.table(name).version) for name in store.table_names()}
+    return {name: store.version(name) for name in store.table_names()}
 
 
 def prefill(store, tmp_path: Path) -> None:
@@ -404,7 +404,7 @@ def test_file_level_case(case: FileCase, prefilled: bool, store, tmp_path):
     if not prefilled:
         assert store.table_names() == []
     else:
-        assert store.table("pairs").count_rows() == 3
+        assert store.count() == 3
 
 
 def test_corpus_covers_at_least_twenty_kinds_of_bad_input():

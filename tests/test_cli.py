@@ -29,7 +29,7 @@ PROMPT_RESPONSE = [
 
 def _commands() -> dict[str, click.Command]:
     """Every top-level command, loaded (the group imports command modules lazily)."""
-    from cli import cli
+    from seal.cli import cli
 
     ctx = click.Context(cli)
     return {name: cli.get_command(ctx, name) for name in cli.list_commands(ctx)}

@@ -20,7 +20,9 @@ import seal
 from seal.analysis import confusing as C
 from seal.analysis.neighbors import similar_pairs
 from seal.annotate import embeddings as E
+from seal.annotate.findings import FindingsStage
 from seal.cli_schemas import validate_output
+from seal.pipeline import run_stage
 from seal.store import RunRecord, new_run_id, now_utc
 
 HH_TEST = "hh-rlhf-harmless-base/test.jsonl.gz"
@@ -229,7 +231,7 @@ def crafted_rows() -> list[dict]:
 def crafted(store, tmp_path):
     seal.ingest(store, str(write_pairs(tmp_path / "c.jsonl", crafted_rows())), name="c")
     E.embed(store, encoder=BowEncoder())
-    rows = store.pairs().to_lance().to_table(columns=["pair_id", "source_index"]).to_pylist()
+    rows = store.read(["pair_id", "source_index"]).to_pylist()
     return store, {r["source_index"]: r["pair_id"] for r in rows}
 
 
@@ -238,6 +240,11 @@ def _links(items, by):
     return {
         (tuple(sorted((index[r["pair_id"]], index[r["other_pair_id"]]))), r["match"], r.get("label")) for r in items
     }
+
+
+def store_findings(store, *args, **options):
+    """Find and store (the findings stage, as `seal confusing` runs it): the ConfusingResult."""
+    return run_stage(store, FindingsStage(*args, **options)).result
 
 
 def test_confusing_finds_each_kind(crafted):
@@ -262,14 +269,16 @@ def test_confusing_finds_each_kind(crafted):
     assert sizes == sorted(sizes, reverse=True)
     assert all(c["terms"] for c in result.clusters["clusters"])
     validate_output("confusing", json.loads(json.dumps(result.to_json())))
+    assert result.stored is None and "confusing" not in store.columns()  # the analysis only reads
+    assert not store.side_exists(C.FINDINGS)
 
 
 def test_results_are_stored_and_queryable(crafted):
     from seal import query as q
 
     store, by = crafted
-    C.confusing(store, n_clusters=3)
-    schema = store.pairs().schema
+    store_findings(store, n_clusters=3)
+    schema = store.schema()
     assert schema.field("cluster").type == pa.int32()
     assert schema.field("confusing").type == C.CONFUSING_TYPE
     hit = q.query(store, where="array_length(confusing.contradicts) > 0", select=["pair_id"], limit=None)
@@ -284,8 +293,10 @@ def test_results_are_stored_and_queryable(crafted):
     assert kinds == {"identical": 1, "near_identical": 1, "duplicate": 3, "contradictory": 2, "cluster": 3}
     assert [f["other_pair_id"] for f in C.stored_findings(store, "contradictory", pair_id=by[6])] == [by[7]]
     assert {r["stage"] for r in store.runs()} >= {"confusing", "cluster"}
+    plan = FindingsStage("identical").plan(store)  # findings are recomputed on request, replacing the stored ones
+    assert plan.status == "pending" and plan.column == "confusing" and "replacing 1 stored findings" in plan.reason
     # recomputing one kind replaces only its findings and keeps the other fields of the column
-    C.confusing(store, "identical")
+    store_findings(store, "identical")
     assert q.show(store, by[6])["confusing"]["contradicts"] == [by[7]]
     assert len(C.stored_findings(store, "contradictory")) == 2 and len(C.stored_findings(store, "identical")) == 1
 
@@ -296,7 +307,7 @@ def test_findings_command_lists_stored_findings(crafted, run_cli):
     store, by = crafted
     empty = run_cli("findings")
     assert empty.exit_code == 0 and "no stored findings match (run `seal confusing` first)" in empty.stdout
-    C.confusing(store, n_clusters=3)
+    store_findings(store, n_clusters=3)
     everything = json.loads(run_cli("findings", "--limit", "0", "--json").stdout)
     validate_output("findings", everything)
     assert everything["total"] == len(everything["findings"]) == 10
@@ -315,7 +326,7 @@ def test_cli_json_human_and_no_store(crafted, run_cli):
     value = json.loads(out.stdout)
     validate_output("confusing", value)
     assert value["stored"] is None and value["counts"]["contradictory"] == 2
-    assert "confusing" not in store.pairs().schema.names
+    assert "confusing" not in store.schema().names
     human = run_cli("confusing", "--clusters", "2", "--limit", "3")
     assert human.exit_code == 0, human.output
     for fragment in ("contradictions", "near-identical", "duplicates", "clusters (kmeans, 2 clusters", "stored:"):
@@ -370,7 +381,7 @@ def test_clusters_rank_by_excess_resistance_with_wilson_intervals(crafted, run_c
         names=["polite"],
     )
     store.materialize_column("features_demo", pa.table({"pair_id": ids, "features_demo": feats}))
-    result = C.confusing(store, "clusters", n_clusters=4)
+    result = store_findings(store, "clusters", n_clusters=4)
     info = result.clusters
     assert info["ranking_model"] == "rm"
     base = info["dataset"]["rm"]
@@ -391,7 +402,7 @@ def test_clusters_rank_by_excess_resistance_with_wilson_intervals(crafted, run_c
 def test_an_unreadable_rm_role_stops_the_cluster_ranking(crafted, monkeypatch):
     """Ranking clusters needs each RM's role; a failure to read them surfaces instead of ranking silently
     by another RM (the old code turned any error into an empty mapping)."""
-    import seal.annotate.models as models
+    import seal.catalog.models as models
 
     store, _by = crafted
     ids = store.pair_ids().combine_chunks()
@@ -425,7 +436,7 @@ def test_planted_near_duplicates_and_contradictions_in_real_hh_rlhf(shared_data,
     seal.ingest(store, str(write_pairs(tmp_path / "hh.jsonl", rows)))
     E.embed(store, fields="context,chosen,rejected")
     result = C.confusing(store, ["duplicates", "contradictory"], limit=0)
-    ids = store.pairs().to_lance().to_table(columns=["pair_id", "source_index"]).to_pylist()
+    ids = store.read(["pair_id", "source_index"]).to_pylist()
     index_of = {r["pair_id"]: r["source_index"] for r in ids}
     recall, precision, wrong, missed = score_findings(result, index_of, truth)
     assert recall >= 0.95, f"missed {missed}"

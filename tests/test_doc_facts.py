@@ -39,8 +39,8 @@ def test_every_stored_flag_is_in_the_readme():
 def test_prefix_sharing_rule_matches_the_code():
     from click.testing import CliRunner
 
-    from cli import cli
-    from seal.annotate.scoring_model import SHARING_MIN_FLOP_PER_KV_BYTE
+    from seal.cli import cli
+    from seal.engines.scoring import SHARING_MIN_FLOP_PER_KV_BYTE
 
     threshold = f"{SHARING_MIN_FLOP_PER_KV_BYTE:,}"
     help_text = " ".join(CliRunner().invoke(cli, ["score", "--help"], terminal_width=400).stdout.split())

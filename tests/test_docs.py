@@ -9,7 +9,7 @@ import click
 import pytest
 from conftest import REPO
 
-from cli import cli
+from seal.cli import cli
 
 
 def _gen_cli_docs():

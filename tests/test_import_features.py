@@ -12,7 +12,6 @@ import pyarrow.parquet as pq
 import pytest
 
 import seal
-from seal.annotate.features.featureset import load_feature_set
 from seal.annotate.features.importer import import_features
 from seal.annotate.features.writer import (
     InvalidLabels,
@@ -20,9 +19,10 @@ from seal.annotate.features.writer import (
     labels_from_records,
     latest_label_run,
     read_labels,
-    stored_feature_sets,
     write_labels,
 )
+from seal.catalog.features import stored_feature_sets
+from seal.catalog.featuresets import load_feature_set
 from seal.cli_schemas import validate_output
 from seal.errors import SealError, StoreError
 from seal.recipe import Recipe
@@ -62,7 +62,7 @@ def filled(store, tmp_path):
 
 
 def ids(store) -> list[str]:
-    table = store.pairs().to_lance().to_table(columns=["pair_id", "source_index"]).sort_by("source_index")
+    table = store.read(["pair_id", "source_index"]).sort_by("source_index")
     return table.column("pair_id").to_pylist()
 
 

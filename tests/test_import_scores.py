@@ -14,7 +14,7 @@ from conftest import REPO
 
 import seal
 from seal.annotate.import_scores import import_scores, parse_column_map
-from seal.annotate.models import SCORE_TYPE, list_models, model_with_role
+from seal.catalog.models import SCORE_TYPE, list_models, model_with_role
 from seal.errors import SealError
 from seal.recipe import Recipe
 from seal.store import RunRecord, new_run_id, now_utc
@@ -35,7 +35,7 @@ def write_pairs(path: Path, n: int) -> Path:
 def ids(store, tmp_path) -> list[str]:
     """A store of N pairs; their ids in file order."""
     seal.ingest(store, str(write_pairs(tmp_path / "pairs.jsonl", N)), name="fx")
-    rows = store.pairs().to_arrow().select(["pair_id", "source_index"]).to_pylist()
+    rows = store.read(["pair_id", "source_index"]).to_pylist()
     return [r["pair_id"] for r in sorted(rows, key=lambda r: r["source_index"])]
 
 
@@ -46,13 +46,13 @@ def write_csv(path: Path, header: str, rows: list[tuple]) -> Path:
 
 
 def scores_of(store, alias: str) -> dict[str, dict | None]:
-    table = store.pairs().to_arrow()
+    table = store.read()
     return dict(zip(table.column("pair_id").to_pylist(), table.column(f"score_{alias}").to_pylist(), strict=True))
 
 
 def state(store) -> tuple[int, int, list[str]]:
     """What a failed import must leave unchanged: the pairs version, the number of runs, the columns."""
-    return store.pairs().version, len(store.runs()), store.columns()
+    return store.version(), len(store.runs()), store.columns()
 
 
 # -- formats and contents -----------------------------------------------------------------------
@@ -61,7 +61,7 @@ def test_import_csv_records_column_and_run(store, ids, tmp_path):
     result = import_scores(store, path, "post", role="aligned")
     assert result.status == "imported"
     assert (result.rows_in_file, result.pairs_scored, result.pairs_total, result.coverage) == (N, N, N, 1.0)
-    assert store.pairs().schema.field("score_post").type == SCORE_TYPE
+    assert store.schema().field("score_post").type == SCORE_TYPE
     got = scores_of(store, "post")
     assert all(got[p] == {"chosen": float(i), "rejected": -i / 4} for i, p in enumerate(ids))
     (run,) = [r for r in store.runs("score") if r["name"] == "post"]
@@ -69,7 +69,7 @@ def test_import_csv_records_column_and_run(store, ids, tmp_path):
     assert run["provenance"]["file"] == str(path.resolve())
     assert run["recipe"]["params"]["file_sha256"] == result.sha256
     assert run["recipe"]["params"]["column_map"] == {"pair_id": "pair_id", "chosen": "chosen", "rejected": "rejected"}
-    assert run["pairs_version"] == result.pairs_version == store.pairs().version
+    assert run["pairs_version"] == result.pairs_version == store.version()
     assert run["rows_written"] == N
     info = list_models(store)["post"]
     assert (info["role"], info["origin"], info["scored_pairs"]) == ("aligned", "imported", N)
@@ -125,10 +125,10 @@ def test_reimport_identical_file_is_a_no_op(store, ids, tmp_path):
 def test_same_file_new_role_records_a_run_without_writing(store, ids, tmp_path):
     path = write_csv(tmp_path / "s.csv", "pair_id,chosen,rejected", [(p, 1, 0) for p in ids])
     import_scores(store, path, "pre", role="aligned")
-    version = store.pairs().version
+    version = store.version()
     result = import_scores(store, path, "pre", role="control")
     assert result.status == "role_updated"
-    assert store.pairs().version == version
+    assert store.version() == version
     assert list_models(store)["pre"]["role"] == "control"
 
 
@@ -312,7 +312,7 @@ def test_cli_import_scores_human_and_json(run_cli, store, ids, tmp_path):
     assert payload["status"] == "replaced" and payload["coverage"] == 1.0
 
     bad = write_csv(tmp_path / "bad.csv", "pair_id,chosen,rejected", [("ghost", 1, 0)])
-    version = store.pairs().version
+    version = store.version()
     failed = run_cli("import-scores", bad, "--alias", "x")
     assert failed.exit_code == 1 and "unknown pair ids: 1 (ghost)" in failed.stderr
-    assert failed.stderr.count("\n") == 1 and store.pairs().version == version
+    assert failed.stderr.count("\n") == 1 and store.version() == version

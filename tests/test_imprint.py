@@ -23,9 +23,10 @@ from seal.analysis.imprint import (
     resolve_features,
     shift_angle,
 )
-from seal.annotate.features.featureset import load_feature_set
-from seal.annotate.features.writer import labels_from_arrays, stored_feature_sets, write_labels
-from seal.annotate.models import SCORE_TYPE
+from seal.annotate.features.writer import labels_from_arrays, write_labels
+from seal.catalog.features import stored_feature_sets
+from seal.catalog.featuresets import load_feature_set
+from seal.catalog.models import SCORE_TYPE
 from seal.cli_schemas import validate_output
 from seal.errors import SealError
 from seal.recipe import Recipe
@@ -85,7 +86,7 @@ def build(store, tmp_path: Path, n: int = 160, seed: int = 1, identical: tuple[i
             }
             handle.write(json.dumps(row) + "\n")
     seal.ingest(store, path, name="sim")
-    table = store.pairs().to_lance().to_table(columns=["pair_id", "source_index"]).sort_by("source_index")
+    table = store.read(["pair_id", "source_index"]).sort_by("source_index")
     pair_ids = table.column("pair_id").to_pylist()
     rng = np.random.default_rng(seed)
     sides = {}
@@ -394,6 +395,35 @@ def test_cli_imprint_json_text_and_plot(run_cli, world, tmp_path):
     assert "formula: Δ(score_post) ~ 0 + Δ" in text.stdout and "heteroskedasticity-robust HC3" in text.stdout
     bad = run_cli("imprint", "--logit")
     assert bad.exit_code == 1 and "--control and --logit apply to --level pair" in bad.stderr
+
+
+def test_cli_confidence_replaces_alpha_and_bh_is_fdr_bh(run_cli, world):
+    """One name for the interval level (--confidence, default 0.95; the JSON keeps alpha = 1 − confidence) and
+    one for Benjamini–Hochberg (`bh`, the shared --correction option's; imprint reports it as fdr_bh)."""
+    args = ("imprint", "--model", "post", "--features", "mini", "--min-count", "1", "--json")
+
+    def run(*extra):
+        out = run_cli(*args, *extra)
+        assert out.exit_code == 0, out.output
+        value = json.loads(out.stdout)
+        validate_output("imprint", value)
+        return value
+
+    default = run()
+    assert default["alpha"] == 0.05 and default["correction"] == "bonferroni"
+    ninety = run("--confidence", "0.9")
+    assert ninety["alpha"] == 0.1
+    legacy = run("--alpha", "0.1")  # hidden, deprecated: still works
+    assert legacy["regressions"][0]["coefficients"] == ninety["regressions"][0]["coefficients"]
+    narrow = {c["name"]: c for c in ninety["regressions"][0]["coefficients"]}
+    wide = {c["name"]: c for c in default["regressions"][0]["coefficients"]}
+    assert all(narrow[n]["ci_high"] - narrow[n]["ci_low"] < wide[n]["ci_high"] - wide[n]["ci_low"] for n in wide)
+    both = run_cli(*args, "--alpha", "0.1", "--confidence", "0.9")
+    assert both.exit_code == 2 and "exclude each other" in both.stderr
+    assert "--alpha" not in run_cli("imprint", "--help").stdout
+    bh, fdr = run("--correction", "bh"), run("--correction", "fdr_bh")
+    assert bh["correction"] == fdr["correction"] == "fdr_bh"
+    assert bh["regressions"][0]["coefficients"] == fdr["regressions"][0]["coefficients"]
 
 
 # -- why cluster by pair: a coverage simulation ------------------------------------------------------------

@@ -47,7 +47,7 @@ def cmap(columns: dict | None = None, labels: dict | None = None) -> ColumnMap:
 
 
 def pairs_of(store, dataset: str | None = None) -> list[dict]:
-    rows = store.table("pairs").to_arrow().to_pylist()
+    rows = store.read().to_pylist()
     rows = [r for r in rows if dataset is None or r["dataset"] == dataset]
     return sorted(rows, key=lambda r: r["source_index"])
 
@@ -370,7 +370,7 @@ def test_ingest_pairwise_issue_example(store, tmp_path):
     assert result.quarantine_reasons == {"tie": 1}
     got = pairs_of(store)
     assert [(r["chosen"], r["rejected"]) for r in got] == [("A0", "B0"), ("B1", "A1")]
-    quarantine = store.table("quarantine").to_arrow().to_pylist()
+    quarantine = store.quarantine().to_pylist()
     assert [(q["reason"], q["source_key"]) for q in quarantine] == [("tie", "votes.jsonl:3")]
 
 
@@ -433,16 +433,16 @@ def test_pair_ids_do_not_depend_on_how_the_path_is_written(store, tmp_path, monk
 def test_reingest_is_idempotent_and_second_dataset_is_separate(store, tmp_path):
     path = write_jsonl(tmp_path / "prefs.jsonl", hh_rows(5))
     first = seal.ingest(store, path)
-    version = store.table("pairs").version
+    version = store.version()
     runs = len(store.runs())
     again = seal.ingest(store, path)
     assert (again.ingested, again.already_present, again.pairs_version, again.run_id) == (0, 5, None, None)
-    assert store.table("pairs").version == version
-    assert store.table("pairs").count_rows() == 5
+    assert store.version() == version
+    assert store.count() == 5
     assert len(store.runs()) == runs
     other = seal.ingest(store, path, name="copy")
     assert other.ingested == 5
-    assert store.table("pairs").count_rows() == 10
+    assert store.count() == 10
     ids = {r["dataset"]: set() for r in pairs_of(store)}
     for r in pairs_of(store):
         ids[r["dataset"]].add(r["pair_id"])
@@ -456,11 +456,11 @@ def test_reingest_does_not_repeat_quarantine(store, tmp_path):
     path.write_text(json.dumps(hh_rows(1)[0]) + "\n{broken\n")
     first = seal.ingest(store, path)
     assert first.quarantined == 1
-    versions = {name: store.table(name).version for name in store.table_names()}
+    versions = {name: store.version(name) for name in store.table_names()}
     again = seal.ingest(store, path)
     assert again.quarantined == 1  # reported again ...
-    assert {name: store.table(name).version for name in store.table_names()} == versions  # ... not stored again
-    assert store.table("quarantine").count_rows() == 1
+    assert {name: store.version(name) for name in store.table_names()} == versions  # ... not stored again
+    assert store.count(table="quarantine") == 1
 
 
 def test_growing_file_adds_only_new_rows(store, tmp_path):
@@ -564,7 +564,7 @@ def test_recipe_and_run_record(store, tmp_path):
     result = seal.ingest(store, path, limit=5)
     (run,) = store.runs("ingest")
     assert run["run_id"] == result.run_id
-    assert run["pairs_version"] == result.pairs_version == store.table("pairs").version
+    assert run["pairs_version"] == result.pairs_version == store.version()
     assert run["recipe"]["params"]["source"] == str(path.resolve())
     assert run["recipe"]["params"]["limit"] == 5
     assert run["provenance"]["counts"]["ingested"] == 2
@@ -626,8 +626,8 @@ def test_same_keys_with_other_content_under_one_name_are_refused(store, tmp_path
             + "\n"
         )
     seal.ingest(store, first, name="shared")
-    version = store.table("pairs").version
+    version = store.version()
     with pytest.raises(SourceError, match="same keys as different pairs already in dataset `shared`"):
         seal.ingest(store, second, name="shared")
-    assert store.table("pairs").version == version
+    assert store.version() == version
     assert seal.ingest(store, second, name="other").ingested == 1

@@ -96,7 +96,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 
 def pairs_of(store, dataset: str) -> list[dict]:
-    rows = [r for r in store.table("pairs").to_arrow().to_pylist() if r["dataset"] == dataset]
+    rows = [r for r in store.read().to_pylist() if r["dataset"] == dataset]
     return sorted(rows, key=lambda r: (r["source_index"], r["source_key"]))
 
 
@@ -331,7 +331,7 @@ def test_duplicate_json_keys_are_quarantined(store, tmp_path):
     path.write_text("\n".join(lines) + "\n")
     result = ingest(store, path)
     assert (result.ingested, result.quarantine_reasons) == (1, {"duplicate_key": 2})
-    rows = store.table("quarantine").to_arrow().to_pylist()
+    rows = store.quarantine().to_pylist()
     details = {r["source_key"]: r["detail"] for r in rows}
     assert "`chosen` more than once" in details["dup.jsonl:1"] and "`role`" in details["dup.jsonl:3"]
     # a JSON document: only the record with the repeated key is quarantined
@@ -348,7 +348,7 @@ def test_max_row_bytes(run_cli, store, tmp_path):
     payload = ingest_json(run_cli, path, "--max-row-bytes", "200", "--name", "small")
     assert payload["ingested"] == 1 and payload["quarantine_reasons"] == {"row_too_large": 1}
     assert payload["recipe"]["params"]["max_row_bytes"] == 200
-    detail = store.table("quarantine").to_arrow().column("detail")[0].as_py()
+    detail = store.quarantine().column("detail")[0].as_py()
     assert "limit 200" in detail and "--max-row-bytes" in detail
     default = ingest_json(run_cli, path, "--name", "default")
     assert default["ingested"] == 2 and "max_row_bytes" not in default["recipe"]["params"]

@@ -9,6 +9,7 @@ import json
 import random
 from pathlib import Path
 
+import lancedb
 import pyarrow as pa
 import pytest
 
@@ -33,7 +34,7 @@ def write(path: Path, items: list[dict]) -> Path:
 
 def by_prompt(store: Store) -> dict[str, dict]:
     """Every stored pair by its prompt text."""
-    return {r["context"][0]["content"]: r for r in store.pairs().to_arrow().to_pylist()}
+    return {r["context"][0]["content"]: r for r in store.read().to_pylist()}
 
 
 def update(run_cli, path: Path, *extra: str) -> dict:
@@ -61,20 +62,20 @@ def labelled(store, tmp_path) -> tuple[Store, Path]:
 
 def test_refuse_is_the_default_and_leaves_the_store(run_cli, labelled):
     store, path = labelled
-    version = store.pairs().version
+    version = store.version()
     edited = rows()
     edited[2]["chosen"] = "An edited answer."
     write(path, edited)
     done = run_cli("ingest", path, "-s")
     assert done.exit_code == 1
     assert "same keys as different pairs" in done.stderr and "--on-change update" in done.stderr
-    assert store.pairs().version == version
+    assert store.version() == version
 
 
 def test_edit_a_row_replaces_it_in_place_and_clears_its_annotations(run_cli, labelled):
     store, path = labelled
     before = by_prompt(store)
-    version = store.pairs().version
+    version = store.version()
     edited = rows()
     edited[2]["chosen"] = "An edited, much longer and more helpful answer."
     write(path, edited)
@@ -87,12 +88,11 @@ def test_edit_a_row_replaces_it_in_place_and_clears_its_annotations(run_cli, lab
     assert after["question 2"]["chosen"] == "An edited, much longer and more helpful answer."
     assert after["question 2"]["features_heuristics"] is None
     assert all(after[p]["features_heuristics"] == before[p]["features_heuristics"] for p in after if p != "question 2")
-    assert store.pairs().count_rows() == N
+    assert store.count() == N
     tagged = [v for v in store.versions() if u["tag"] in v["tags"]]
     assert u["tag"].startswith("before-update-") and [v["version"] for v in tagged] == [version]
-    old = store.pairs()
-    old.checkout(u["tag"])  # the tagged version still holds the old text
-    assert {r["chosen"] for r in old.to_arrow().to_pylist()} == {r["chosen"] for r in before.values()}
+    old = store.read(["chosen"], version=u["tag"])  # the tagged version still holds the old text
+    assert {r["chosen"] for r in old.to_pylist()} == {r["chosen"] for r in before.values()}
     # the label stage recomputes exactly the changed pair
     assert label(store) == 1
     assert by_prompt(store)["question 2"]["features_heuristics"] is not None
@@ -132,7 +132,7 @@ def test_delete_a_row_flags_it_then_prune_deletes_it(run_cli, labelled):
     again = update(run_cli, path)["update"]
     assert again["removed"] == 1 and again["tag"] is None  # already flagged: nothing to write
     pruned = update(run_cli, path, "--prune")["update"]
-    assert pruned["pruned"] == 1 and "question 3" not in by_prompt(store) and store.pairs().count_rows() == N - 1
+    assert pruned["pruned"] == 1 and "question 3" not in by_prompt(store) and store.count() == N - 1
     # the row comes back: a new pair
     write(path, rows())
     back = update(run_cli, path)["update"]
@@ -157,16 +157,14 @@ def test_update_drops_changed_pairs_from_checkpoints_and_respects_limit(run_cli,
     store, path = labelled
     ids = by_prompt(store)
     schema = pa.schema([("pair_id", pa.string()), ("score_x", pa.float64())])
-    work = store.work_table("score_x", schema)
-    work.add(pa.table({"pair_id": [ids["question 1"]["pair_id"], ids["question 4"]["pair_id"]], "score_x": [1.0, 2.0]}))
+    done_ids = [ids["question 1"]["pair_id"], ids["question 4"]["pair_id"]]
+    store.work_append("score_x", pa.table({"pair_id": done_ids, "score_x": [1.0, 2.0]}), schema)
     edited = rows()
     edited[1]["rejected"] = "A different rejected answer."
     write(path, edited[:3])  # the file lost rows too, but --limit reads part of it: nothing is removed
     u = update(run_cli, path, "--limit", "3")["update"]
     assert (u["changed"], u["removed"], u["removals_checked"], u["checkpoint_rows_dropped"]) == (1, 0, False, 1)
-    assert store.work_table("score_x", schema).to_arrow().column("pair_id").to_pylist() == [
-        ids["question 4"]["pair_id"]
-    ]
+    assert store.work_read("score_x").column("pair_id").to_pylist() == [ids["question 4"]["pair_id"]]
     done = run_cli("ingest", path, "--on-change", "update", "--prune", "--limit", "3", "-s")
     assert done.exit_code == 1 and "--prune needs the whole source" in done.stderr
 
@@ -174,7 +172,7 @@ def test_update_drops_changed_pairs_from_checkpoints_and_respects_limit(run_cli,
 def test_score_stage_rescores_only_the_changed_pair(run_cli, store, tmp_path, monkeypatch):
     from tiny_models import build_deberta_rm
 
-    from seal.annotate.scoring_model import RewardModel
+    from seal.engines.scoring import RewardModel
 
     model = str(build_deberta_rm(tmp_path / "rm", seed=1))
     path = write(tmp_path / "prefs.jsonl", rows())
@@ -207,7 +205,7 @@ def test_update_adds_a_second_source_or_dataset_without_touching_the_first(run_c
     store, _ = labelled
     second = write(tmp_path / "b" / "more.jsonl", rows(2))  # the same content as the first two rows
     u = update(run_cli, second, "--name", "prefs")["update"]
-    assert (u["new"], u["moved"], u["removed"]) == (2, 0, 0) and store.pairs().count_rows() == N + 2
+    assert (u["new"], u["moved"], u["removed"]) == (2, 0, 0) and store.count() == N + 2
     fresh = update(run_cli, write(tmp_path / "other.jsonl", rows(3)))
     assert fresh["dataset"] == "other" and fresh["ingested"] == 3 and fresh["update"]["new"] == 3
     assert label(store) == 5  # the new pairs only
@@ -232,15 +230,16 @@ def test_update_follows_a_moved_file(run_cli, labelled, tmp_path):
 def test_a_store_whose_flags_predate_removed_from_source(run_cli, store, tmp_path):
     path = write(tmp_path / "prefs.jsonl", rows())
     ingest(store, path)
-    table = store.pairs().to_arrow()
+    table = store.read()
     old_flags = pa.struct([(n, pa.bool_()) for n in ("identical_responses", "context_mismatch", "duplicate_in_source")])
     old = table.set_column(table.schema.get_field_index("flags"), "flags", table.column("flags").cast(old_flags))
-    store.db.drop_table("pairs")
-    store.db.create_table("pairs", data=old)
+    db = lancedb.connect(str(store.path))  # rewrite the table as an older seal left it
+    db.drop_table("pairs")
+    db.create_table("pairs", data=old)
     write(path, rows(N + 1))  # one more row: added under both policies, its flags fitted to the old struct
     assert ingest(store, path).ingested == 1
     write(path, rows(N - 1))
     u = update(run_cli, path)["update"]
     assert u["removed"] == 2 and "predate removed_from_source" in u["note"] and u["tag"] is None
-    assert update(run_cli, path, "--prune")["update"]["pruned"] == 2 and store.pairs().count_rows() == N - 1
+    assert update(run_cli, path, "--prune")["update"]["pruned"] == 2 and store.count() == N - 1
     assert run_cli("ingest", path, "--prune", "-s").exit_code == 1  # --prune needs --on-change update

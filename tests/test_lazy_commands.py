@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 import seal.commands
-from cli import cli
+from seal.cli import cli
 from seal.commands.registry import COMMANDS, LazyGroup, shorten
 
 

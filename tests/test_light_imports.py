@@ -18,7 +18,7 @@ import sys
 for name in ("lancedb", "lance"):
     sys.modules[name] = None  # any import of them now fails
 import seal
-from seal.annotate.scoring_model import RewardModel, render_transcript
+from seal.engines.scoring import RewardModel, render_transcript
 from seal.ingest.formats import ColumnMap, adapt_transcript
 record = {"chosen": "\\n\\nHuman: hi\\n\\nAssistant: yes", "rejected": "\\n\\nHuman: hi\\n\\nAssistant: no"}
 row = adapt_transcript(record, ColumnMap({}, {}))
@@ -58,7 +58,7 @@ STORE_STACK = ("lancedb", "lance", "pyarrow", "pandas")  # needed to read a stor
 
 CLI_CODE = """
 import json, sys
-from cli import cli
+from seal.cli import cli
 code = 0
 try:
     cli(sys.argv[1:], prog_name="seal")

@@ -12,10 +12,8 @@ import pytest
 from llm_servers import FakeOpenAI, expected_value, start_llama_server
 
 import seal
-from seal.annotate.features.featureset import Feature, InvalidLabel, load_feature_set
 from seal.annotate.features.llm import build_llm_stage, label_llm, plan_llm
 from seal.annotate.features.llm_cache import BatchBook, FailureLog, LabelCache
-from seal.annotate.features.llm_client import ChatClient, LLMRequestError, parse_retry_after
 from seal.annotate.features.prompts import (
     build_messages,
     conversation,
@@ -24,7 +22,9 @@ from seal.annotate.features.prompts import (
     prompt_hash,
     text_hash,
 )
+from seal.catalog.featuresets import Feature, InvalidLabel, load_feature_set
 from seal.cli_schemas import validate_output
+from seal.engines.llm.client import ChatClient, LLMRequestError, parse_retry_after
 from seal.errors import SealError
 from seal.pipeline import PENDING, STALE, UP_TO_DATE
 
@@ -76,7 +76,7 @@ def make_store(folder: Path, responses: list[tuple[str, str]], question: str = "
 
 
 def column(store: seal.Store, name: str = "features_mini") -> list[dict]:
-    table = store.pairs().to_arrow()
+    table = store.read()
     order = {pid: i for i, pid in enumerate(table.column("pair_id").to_pylist())}
     rows = table.select(["pair_id", "source_index", name]).to_pylist()
     return [r[name] for r in sorted(rows, key=lambda r: (r["source_index"], order[r["pair_id"]]))]
@@ -355,9 +355,9 @@ def test_a_widened_feature_set_asks_only_for_the_new_feature(tmp_path):
 
 
 def _config(fake, **kw):
-    from seal.annotate.features.llm import LLMConfig
+    from seal.annotate.features.llm_config import LLMConfig
 
-    return LLMConfig(model=kw.pop("model", "m"), base_url=fake.url, **kw)
+    return LLMConfig.from_options({"model": kw.pop("model", "m"), "base_url": fake.url, **kw})
 
 
 def test_another_model_or_temperature_is_another_cache_entry(tmp_path):
@@ -495,12 +495,12 @@ prices:
         stage = build_llm_stage(spec.section("features")[0], spec)
         plan = stage.plan(store)
         assert plan.status == PENDING and plan.rows_todo == 2 and plan.estimate["cost_usd"] > 0
-        result = stage.run(store, plan)
+        result = stage.run(store, plan).to_json()
         assert result["requests"] == 2 and result["cost_usd"] > 0
         assert stage.plan(store).status == UP_TO_DATE
         assert stage.recipe.fingerprint() == store.runs("label")[-1]["fingerprint"]
     # analyses find the set's definition (roles) in the run, as for every labeler
-    from seal.annotate.features.writer import stored_feature_sets
+    from seal.catalog.features import stored_feature_sets
 
     assert stored_feature_sets(store)["mini"].feature("is_polite").role == "target"
 
@@ -559,13 +559,13 @@ def test_batch_created_before_a_crash_is_found_not_resubmitted(tmp_path):
     with FakeOpenAI() as fake:
         config = _config(fake, batch_api=True)
         # Simulate a run killed after creating the batch and before recording its id.
-        from seal.annotate.features.llm import make_client, prepare_work
         from seal.annotate.features.llm_batch import _batch_submit
+        from seal.annotate.features.llm_work import prepare_work
 
         work = prepare_work(store, fs, config)
 
         async def upload():
-            async with make_client(config, None) as client:
+            async with config.endpoint.client(None) as client:
                 return await _batch_submit(client, BatchBook(store), work)
 
         (sub,) = asyncio.run(upload())

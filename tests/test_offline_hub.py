@@ -24,7 +24,7 @@ from llm_servers import free_port
 from tiny_models import build_deberta_rm
 
 from seal import hub
-from seal.annotate.scoring_model import RewardModel
+from seal.engines.scoring import RewardModel
 
 EXAMPLE = REPO / "examples" / "tiny-hh.jsonl"
 SLACK = 15.0  # interpreter and seal start-up on a busy 2-core machine; the Hub wait itself is ~0 or 4 s
@@ -230,7 +230,7 @@ def test_a_failed_hub_lookup_is_recorded_and_warned_about(tmp_path):
     fails like this when the cache misses): the Hub at a closed port, nothing cached."""
     code = (
         "from seal import hub\n"
-        "from seal.annotate.scoring_model import resolve_commit, warn_unpinned\n"
+        "from seal.engines.scoring import resolve_commit, warn_unpinned\n"
         "commit, note = resolve_commit('someorg/some-rm', 'main', hub.unreachable())\n"
         "print(commit)\nprint(note)\n"
         "warn_unpinned('someorg/some-rm', 'main', note)\n"

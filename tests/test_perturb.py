@@ -14,7 +14,6 @@ import pyarrow as pa
 import pytest
 from tiny_models import build_deberta_rm
 
-from seal.annotate.features.featureset import load_feature_set
 from seal.annotate.perturb import (
     VARIANTS_TYPE,
     VSCORE_TYPE,
@@ -27,11 +26,12 @@ from seal.annotate.perturb import (
     variant_texts,
     write_variant_labels,
 )
-from seal.annotate.perturb.core import RuleRewriter
 from seal.annotate.perturb.llm_rewriter import LLMRewriter, clean_answer
+from seal.annotate.perturb.rewriters import RuleRewriter
 from seal.annotate.scores import score
-from seal.annotate.scoring_model import RewardModel
+from seal.catalog.featuresets import load_feature_set
 from seal.cli_schemas import validate_output
+from seal.engines.scoring import RewardModel
 from seal.errors import SealError
 from seal.ingest import ingest
 from seal.store import WORK_PREFIX
@@ -82,7 +82,7 @@ def pairs_store(store, tmp_path):
 
 
 def column(store, name: str) -> dict[str, object]:
-    tab = store.pairs().to_arrow()
+    tab = store.read()
     return dict(zip(tab.column("pair_id").to_pylist(), tab.column(name).to_pylist(), strict=True))
 
 
@@ -112,11 +112,11 @@ def test_variants_are_seeded_reproducible_and_one_per_side(pairs_store, tmp_path
     config = PerturbConfig(method="typos:rate=0.05", sample=5, seed=3)
     result = perturb(pairs_store, config)
     assert result.status == "done" and result.column == "variants_typos" and result.pairs_sampled == 5
-    assert pairs_store.pairs().schema.field("variants_typos").type == VARIANTS_TYPE
+    assert pairs_store.schema().field("variants_typos").type == VARIANTS_TYPE
     values = column(pairs_store, "variants_typos")
     sampled = sorted(pid for pid, v in values.items() if v is not None)
     assert sampled == sample_ids(list(values), 5, 3)
-    originals = {r["pair_id"]: r for r in pairs_store.pairs().to_arrow().to_pylist()}
+    originals = {r["pair_id"]: r for r in pairs_store.read().to_pylist()}
     chain = RuleChain.parse("typos:rate=0.05")
     for pid in sampled:
         variants = values[pid]
@@ -175,7 +175,7 @@ def test_sides_and_conversation_target(pairs_store, rms):
     perturb(pairs_store, PerturbConfig(method="case:mode=upper", sides="chosen", target="conversation", sample=4))
     variants = column(pairs_store, "variants_case")
     vscores = column(pairs_store, "vscore_case__a")
-    originals = {r["pair_id"]: r for r in pairs_store.pairs().to_arrow().to_pylist()}
+    originals = {r["pair_id"]: r for r in pairs_store.read().to_pylist()}
     rm = RewardModel(str(rms["a"]))
     for pid, vs in variants.items():
         if vs is None:
@@ -201,7 +201,7 @@ def test_stored_response_embeddings_stand_for_the_originals(pairs_store):
     result = perturb(pairs_store, PerturbConfig(method="filler:rate=1", sample=4, seed=9))
     assert encoder.stats["texts"] - before == 8  # the variants only: the originals' vectors were in the store
     assert result.recipe["params"]["similarity"]["model"] == "sentence-transformers/all-MiniLM-L6-v2"
-    originals = {r["pair_id"]: r for r in pairs_store.pairs().to_arrow().to_pylist()}
+    originals = {r["pair_id"]: r for r in pairs_store.read().to_pylist()}
     for pid, vs in column(pairs_store, "variants_filler").items():
         for v in vs or []:
             a, b = encoder.encode([originals[pid][v["side"]], v["text"]])
@@ -214,11 +214,11 @@ def test_variants_are_rescored_with_the_score_recipe_and_later_rms_add_their_col
     result = perturb(pairs_store, PerturbConfig(method="contractions+punctuation:mode=strip", sample=6))
     (rescored,) = result.rescored
     assert rescored.status == "done" and rescored.column == "vscore_contractions_punctuation__a"
-    assert pairs_store.pairs().schema.field(rescored.column).type == VSCORE_TYPE
+    assert pairs_store.schema().field(rescored.column).type == VSCORE_TYPE
     rm = RewardModel(str(rms["a"]), max_length=64)  # the recipe `a` was scored with
     variants = column(pairs_store, "variants_contractions_punctuation")
     vscores = column(pairs_store, rescored.column)
-    contexts = {r["pair_id"]: r["context"] for r in pairs_store.pairs().to_arrow().to_pylist()}
+    contexts = {r["pair_id"]: r["context"] for r in pairs_store.read().to_pylist()}
     items, expected_keys = [], []
     for pid, vs in variants.items():
         for v in vs or []:
@@ -296,7 +296,7 @@ def test_variant_texts_and_labels(pairs_store, tmp_path):
     assert all("!" not in t.response and t.context for t in texts)
     out = label_variants(pairs_store, "punctuation", fs, lambda ts: [cue_labels(t.response) for t in ts])
     assert out["column"] == "vfeatures_punctuation__cues" and out["pairs"] == 4
-    assert pairs_store.pairs().schema.field(out["column"]).type == fs.arrow_type()
+    assert pairs_store.schema().field(out["column"]).type == fs.arrow_type()
     stored = [v for v in column(pairs_store, out["column"]).values() if v is not None]
     assert all(v["exclaims"] == {"chosen": None, "rejected": False} for v in stored)
     run = pairs_store.runs("vlabel")[-1]
@@ -332,7 +332,7 @@ def test_cli_perturb_and_list_ops(run_cli, tmp_path, rms, store):
     (labels,) = value["labels"]
     assert labels["column"] == "vfeatures_typos__heuristics" and labels["status"] == "done" and labels["pairs"] == 3
     heuristics = load_feature_set("heuristics")
-    assert store.pairs().schema.field("vfeatures_typos__heuristics").type == heuristics.arrow_type()
+    assert store.schema().field("vfeatures_typos__heuristics").type == heuristics.arrow_type()
     human = run_cli(*args, "-s")
     assert "variants up to date" in human.stdout and "vscore_typos__a: up-to-date" in human.stdout
     assert "vfeatures_typos__heuristics: up-to-date" in human.stdout
@@ -521,3 +521,38 @@ def test_llm_rewriter_against_llama_cpp(store, tmp_path, tmp_path_factory):
 
 def test_pairs_table_type_helpers():
     assert pa.types.is_list(VARIANTS_TYPE) and VSCORE_TYPE.names == ["chosen", "rejected"]
+
+
+def test_llm_endpoint_options_are_shared_with_the_labeler(run_cli, store, tmp_path, paraphraser, monkeypatch):
+    from seal.annotate.perturb.llm_rewriter import endpoint_settings
+
+    llm_store(store, tmp_path, ["Boil the egg for nine minutes, then cool it."])
+    args = ["perturb", "--method", "llm:model=fake,backoff_base=0.01", "--sides", "chosen", "--json", "-s"]
+    ran = run_cli(*args, "--base-url", paraphraser.url, "--concurrency", "2", "--timeout", "5", "--max-retries", "1")
+    assert ran.exit_code == 0, ran.stderr
+    value = json.loads(ran.stdout)
+    validate_output("perturb", value)
+    assert value["variants"]["ok"] == 1 and value["method"] == "llm:model=fake"
+    endpoint = value["provenance"]["rewriter"]
+    assert (endpoint["base_url"], endpoint["concurrency"], endpoint["timeout"], endpoint["max_retries"]) == (
+        paraphraser.url,
+        2,
+        5.0,
+        1,
+    )
+    # the older grammar still works; a flag that contradicts it is a one-line error
+    same = run_cli("perturb", "--method", f"llm:model=fake,base_url={paraphraser.url}", "--base-url", paraphraser.url)
+    assert same.exit_code == 0, same.stderr
+    clash = run_cli(
+        "perturb", "--method", "llm:model=fake,base_url=http://127.0.0.1:9/v1", "--base-url", paraphraser.url
+    )
+    assert clash.exit_code == 1 and "contradicts base_url=" in clash.stderr and clash.stderr.count("\n") == 1
+    rule = run_cli("perturb", "--method", "typos", "--timeout", "5")
+    assert rule.exit_code == 1 and "configure the llm rewriter" in rule.stderr
+    # OPENAI_BASE_URL fills in only where neither the flags nor the method name a base URL
+    assert endpoint_settings("llm:model=m", {}, {}, {"base_url": "http://env/v1"}) == {"base_url": "http://env/v1"}
+    assert endpoint_settings("llm:model=m,base_url=http://a/v1", {}, {}, {"base_url": "http://env/v1"}) == {}
+    assert endpoint_settings("typos", {}, {}, {"base_url": "http://env/v1"}) == {}
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    env_rule = run_cli("perturb", "--method", "typos", "--sample", "1", "--no-rescore", "-s")
+    assert env_rule.exit_code == 0, env_rule.stderr

@@ -7,8 +7,7 @@ import pytest
 from test_scores import example_items
 from tiny_models import build_bert_rm, build_deberta_rm, build_llama_rm
 
-from seal.annotate import pooled_layer
-from seal.annotate.scoring_model import RewardModel
+from seal.engines.scoring import RewardModel, pooled_layer
 
 
 @pytest.fixture(scope="module")

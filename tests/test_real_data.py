@@ -18,7 +18,7 @@ DPO = "llamafactory-dpo-demo/dpo_en_demo.json"
 
 
 def rows_of(store, dataset: str) -> list[dict]:
-    table = store.table("pairs").to_lance().to_table(filter=f"dataset = '{dataset}'")
+    table = store.read(where=f"dataset = '{dataset}'")
     return sorted(table.to_pylist(), key=lambda r: r["source_index"])
 
 
@@ -111,16 +111,16 @@ def test_llamafactory_dpo_demo_sharegpt(shared_data, loaded):
 
 def test_three_datasets_stay_apart_and_reingest_adds_nothing(shared_data, loaded):
     store, results = loaded
-    counts = Counter(store.table("pairs").to_arrow().column("dataset").to_pylist())
+    counts = Counter(store.read().column("dataset").to_pylist())
     assert counts == {results[HH].dataset: 2312, results[HHH].dataset: 221, results[DPO].dataset: 300}
     assert len(set(counts)) == 3
-    versions = {name: store.table(name).version for name in store.table_names()}
+    versions = {name: store.version(name) for name in store.table_names()}
     for rel, first in results.items():
         again = seal.ingest(store, shared_data / rel)
         assert again.dataset == first.dataset
         assert (again.ingested, again.already_present, again.pairs_version) == (0, first.ingested, None)
-    assert {name: store.table(name).version for name in store.table_names()} == versions
-    assert store.table("pairs").count_rows() == 2312 + 221 + 300
+    assert {name: store.version(name) for name in store.table_names()} == versions
+    assert store.count() == 2312 + 221 + 300
 
 
 def test_real_pair_ids_are_stable_across_stores(shared_data, loaded, tmp_path):

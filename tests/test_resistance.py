@@ -22,7 +22,7 @@ from statsmodels.stats.proportion import proportion_confint
 import seal
 from seal.analysis.resistance import ModelRef, resistance, resistance_from_arrays, shift_angles
 from seal.annotate.import_scores import import_scores
-from seal.annotate.models import SCORE_TYPE
+from seal.catalog.models import SCORE_TYPE
 from seal.errors import SealError
 from seal.recipe import Recipe
 from seal.store import RunRecord, new_run_id, now_utc
@@ -48,7 +48,7 @@ def ingest_pairs(store, tmp_path: Path, n: int, name: str = "fx", identical=(), 
             handle.write(json.dumps({"chosen": chosen, "rejected": rejected}) + "\n")
     result = seal.ingest(store, str(path), name=name)
     assert result.ingested == n and result.quarantined == 0
-    rows = store.pairs().to_lance().to_table(columns=["pair_id", "dataset", "source_index"]).to_pylist()
+    rows = store.read(["pair_id", "dataset", "source_index"]).to_pylist()
     return [r["pair_id"] for r in sorted((r for r in rows if r["dataset"] == name), key=lambda r: r["source_index"])]
 
 
@@ -431,7 +431,7 @@ def test_real_data_smoke(run_cli, store, shared_data, tmp_path):
     if not source.is_file():
         pytest.skip(f"{source} is absent")
     assert run_cli("ingest", source, "--json").exit_code == 0
-    table = store.pairs().to_lance().to_table(columns=["pair_id"])
+    table = store.read(["pair_id"])
     ids = table.column("pair_id").to_pylist()
     assert len(ids) == 2312
     rng = np.random.default_rng(11)

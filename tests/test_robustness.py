@@ -14,10 +14,10 @@ from paper_port import paper_angle
 from tiny_models import minilm_tokenizer
 
 from seal.analysis.robustness import robustness
-from seal.annotate.features.featureset import load_feature_set
 from seal.annotate.features.writer import labels_from_records, write_labels
 from seal.annotate.perturb import PerturbConfig, label_variants, perturb
 from seal.annotate.scores import score
+from seal.catalog.featuresets import load_feature_set
 from seal.cli_schemas import validate_output
 from seal.errors import SealError, StoreError
 from seal.ingest import ingest
@@ -119,7 +119,7 @@ def test_the_planted_surface_cue_is_found_most_sensitive(store, tmp_path, exclai
     assert by_method["punctuation"].reward["change"]["mean"] > 0  # more '!' is more reward
 
     # The figures, recomputed from the stored columns with plain numpy.
-    tab = store.pairs().to_arrow().to_pylist()
+    tab = store.read().to_pylist()
     before, after, original, variant = [], [], [], []
     for row in tab:
         s, v = row["score_bang"], row["vscore_punctuation__bang"]
@@ -192,7 +192,7 @@ def test_robustness_score_finds_the_planted_feature_flip(store, tmp_path, exclai
     fs = load_feature_set(str(tmp_path / "cues.yaml"))
     records = [
         {"pair_id": r["pair_id"], "chosen": cues(r["chosen"]), "rejected": cues(r["rejected"])}
-        for r in store.pairs().to_arrow().to_pylist()
+        for r in store.read().to_pylist()
     ]
     write_labels(store, fs, labels_from_records(fs, records), Recipe("label", "cues", {"labeler": "test"}))
     label_variants(store, "punctuation", fs, lambda texts: [cues(t.response) for t in texts])
@@ -202,6 +202,7 @@ def test_robustness_score_finds_the_planted_feature_flip(store, tmp_path, exclai
     assert (res.flips["became_misaligned"], res.flips["stayed_aligned"]) == (8, 10)
     (pi,) = res.robustness_score
     assert pi.available and pi.estimator == "lpm" and pi.n == 18 and pi.cov_type == "HC3"
+    assert pi.correction == result.options["correction"] == "bonferroni"  # one default, as in `seal imprint`
     terms = {c.term: c for c in pi.coefficients}
     planted = terms["excited.rejected:Δ=-1"]
     assert planted.coef == pytest.approx(8 / 12) and planted.rows == 12
@@ -269,7 +270,7 @@ def _independent_pi(store, terms: list[str], population: str):
     computed here from the scores and the cue labeler, for the terms seal kept, on `population`."""
     import statsmodels.api as sm
 
-    rows = store.pairs().to_arrow().to_pylist()
+    rows = store.read().to_pylist()
     y, X = [], []
     for r in rows:
         before = r["score_bang"]
@@ -308,7 +309,7 @@ def test_robustness_score_population_all_is_the_papers_and_aligned_before_condit
     fs = load_feature_set(str(tmp_path / "cues.yaml"))
     records = [
         {"pair_id": r["pair_id"], "chosen": cues(r["chosen"]), "rejected": cues(r["rejected"])}
-        for r in store.pairs().to_arrow().to_pylist()
+        for r in store.read().to_pylist()
     ]
     write_labels(store, fs, labels_from_records(fs, records), Recipe("label", "cues", {"labeler": "test"}))
     label_variants(store, "punctuation", fs, lambda texts: [cues(t.response) for t in texts])

@@ -12,9 +12,9 @@ import pytest
 from conftest import REPO
 from tiny_models import build_deberta_rm, build_headless_model, build_llama_rm
 
-from seal.annotate.models import list_models
-from seal.annotate.scores import ScoreOptions, ScoreStage, score
-from seal.annotate.scoring_model import (
+from seal.annotate.scores import ScoreOptions, ScoreStage, run_score, score
+from seal.catalog.models import list_models
+from seal.engines.scoring import (
     ModelError,
     RewardModel,
     chat_messages,
@@ -98,7 +98,7 @@ def example_items() -> list[tuple[list[dict[str, str]], str]]:
 
 
 def column_values(store, column: str) -> dict[str, tuple[float, float]]:
-    rows = store.pairs().to_lance().to_table(columns=["pair_id", column]).to_pylist()
+    rows = store.read(["pair_id", column]).to_pylist()
     return {r["pair_id"]: (r[column]["chosen"], r[column]["rejected"]) for r in rows if r[column] is not None}
 
 
@@ -297,7 +297,7 @@ def test_a_killed_run_resumes_with_only_the_missing_pairs(rms, pairs_store, stor
     model = str(rms["deberta"])
     with pytest.raises(Crash):
         score(pairs_store, model, alias="deb", batch_size=3, commit_rows=5, after_commit=crash_after(2))
-    work = pairs_store.db.open_table(WORK_PREFIX + "score_deb").to_arrow()
+    work = pairs_store.work_read("score_deb")
     assert work.num_rows == 10 and len(set(work.column("pair_id").to_pylist())) == 10
     assert "score_deb" not in pairs_store.columns() and pairs_store.runs("score") == []
     plan = ScoreStage(ScoreOptions(model, alias="deb")).plan(pairs_store)
@@ -308,7 +308,7 @@ def test_a_killed_run_resumes_with_only_the_missing_pairs(rms, pairs_store, stor
     assert sum(calls) == 2 * 14  # only the missing pairs went through the model
     assert (result.pairs_scored, result.pairs_resumed, result.commits) == (14, 10, 3)
     assert WORK_PREFIX + "score_deb" not in pairs_store.table_names()
-    assert pairs_store.pairs().count_rows() == 24
+    assert pairs_store.count() == 24
     resumed = column_values(pairs_store, "score_deb")
     assert len(resumed) == 24
     [run] = pairs_store.runs("score")
@@ -333,8 +333,8 @@ def test_rows_committed_under_another_recipe_are_never_mixed_in(rms, pairs_store
     stage = ScoreStage(ScoreOptions(model, alias="deb", max_length=32), commit_rows=5, after_commit=crash_after(1))
     assert stage.plan(pairs_store).rows_todo == 24
     with pytest.raises(Crash):
-        stage.execute(pairs_store)
-    work = pairs_store.db.open_table(WORK_PREFIX + "score_deb").to_arrow()
+        run_score(pairs_store, stage)
+    work = pairs_store.work_read("score_deb")
     assert set(work.column("fingerprint").to_pylist()) == {stage.recipe.fingerprint()} and work.num_rows == 5
     result = score(pairs_store, model, alias="deb", max_length=32)
     assert (result.pairs_resumed, result.pairs_scored) == (5, 19)
@@ -350,14 +350,14 @@ def test_a_rerun_scores_nothing_and_new_pairs_only_get_scored(rms, pairs_store, 
     calls = count_texts(monkeypatch)
     stage = ScoreStage(ScoreOptions(model, alias="llama", batch_size=16, device="cpu", max_length=48))
     assert stage.plan(pairs_store).status == UP_TO_DATE  # batch size and device are not in the recipe
-    again = stage.execute(pairs_store)
+    again = run_score(pairs_store, stage)
     assert again.status == "up-to-date" and again.pairs_scored == 0 and again.role == "aligned" and calls == []
     assert len(pairs_store.runs("score")) == 1
 
     ingest(pairs_store, str(write_jsonl(tmp_path / "more.jsonl", pair_rows(3, start=100))), name="more")
     plan = stage.plan(pairs_store)
     assert plan.status == PENDING and plan.rows_todo == 3
-    more = stage.execute(pairs_store)
+    more = run_score(pairs_store, stage)
     assert more.pairs_scored == 3 and more.pairs_kept == 24 and sum(calls) == 6
     after = column_values(pairs_store, "score_llama")
     assert len(after) == 27 and all(after[k] == before[k] for k in before)

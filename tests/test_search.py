@@ -30,7 +30,7 @@ def bow_store(store, tmp_path):
     seal.ingest(store, str(write_pairs(tmp_path / "a.jsonl", rows)), name="a")
     seal.ingest(store, str(write_pairs(tmp_path / "b.jsonl", [twin, flipped])), name="b")
     E.embed(store, encoder=BowEncoder())
-    ids = store.pairs().to_lance().to_table(columns=["pair_id", "dataset", "source_index"]).to_pylist()
+    ids = store.read(["pair_id", "dataset", "source_index"]).to_pylist()
     by = {(r["dataset"], r["source_index"]): r["pair_id"] for r in ids}
     return store, by
 
@@ -121,7 +121,7 @@ def test_text_search_uses_the_full_text_indexes(bow_store, run_cli):
 
 def test_vector_and_hybrid_search(bow_store):
     store, _by = bow_store
-    text = store.pairs().to_lance().to_table(columns=["pair_id", "rejected"]).to_pylist()[5]
+    text = store.read(["pair_id", "rejected"]).to_pylist()[5]
     vec = search(store, text["rejected"], k=3, mode="vector", encoder=BowEncoder())
     assert vec.hits[0].pair_id == text["pair_id"] and vec.hits[0].matched == "rejected"
     assert vec.hits[0].label == "dispreferred" and vec.hits[0].similarity > 0.99

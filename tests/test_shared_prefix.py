@@ -13,9 +13,8 @@ import pytest
 from test_scores import _sentence, example_items
 from tiny_models import build_deberta_rm, build_llama_rm
 
-from seal.annotate import shared_prefix
-from seal.annotate.scoring_model import RewardModel
-from seal.annotate.shared_prefix import PrefixGroup, group_by_context, length_batches, pack_groups
+from seal.engines.scoring import RewardModel, shared_prefix
+from seal.engines.scoring.shared_prefix import PrefixGroup, group_by_context, length_batches, pack_groups
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +126,7 @@ def test_a_model_whose_shared_scores_differ_is_scored_plainly(llama, monkeypatch
             batch.values = batch.values + 1.0
             yield batch
 
-    monkeypatch.setattr("seal.annotate.scoring_model.score_window", off_by_one)
+    monkeypatch.setattr("seal.engines.scoring.reward_model.score_window", off_by_one)
     rm = RewardModel(str(llama), max_length=96, share_prefix=True)
     assert np.abs(rm.score(items, batch_size=4) - plain).max() <= 1e-4
     assert rm.prefix_sharing.startswith("off: shared-prefix scores differed")
@@ -177,7 +176,7 @@ def test_a_failing_shared_pass_falls_back_to_plain_scoring(llama, monkeypatch):
         raise TypeError("this model's forward does not take that cache")
         yield  # a generator, like the real one
 
-    monkeypatch.setattr("seal.annotate.scoring_model.score_window", broken)
+    monkeypatch.setattr("seal.engines.scoring.reward_model.score_window", broken)
     rm = RewardModel(str(llama), max_length=96, share_prefix=True)
     assert np.abs(rm.score(items) - plain).max() <= 1e-4
     assert rm.prefix_sharing == "off: sharing failed (this model's forward does not take that cache)"

@@ -200,13 +200,13 @@ def test_plan_run_rerun_and_recipe_change(run_cli, tmp_path, store):
     ran = run_cli("run", spec)
     assert ran.exit_code == 0, ran.output
     assert "hh: read 8 rows (transcript): 8 new pairs, 0 already present, 0 quarantined" in ran.stdout
-    version = store.pairs().version
+    version = store.version()
 
     assert plan_of()["status"] == "up-to-date"
     again = as_json(run_cli("run", spec, "--json"))
     validate_output("run", again)
     assert again["stages"][0]["status"] == "skipped" and again["stages"][0]["result"] is None
-    assert Store(store.path).pairs().version == version  # skipped: no new table version
+    assert Store(store.path).version() == version  # skipped: no new table version
 
     spec.write_text(f"dataset:\n  source: {EXAMPLE}\n  name: hh\n  limit: 5\n")
     stale = plan_of()
@@ -215,7 +215,7 @@ def test_plan_run_rerun_and_recipe_change(run_cli, tmp_path, store):
     assert rerun["stages"][0]["status"] == "done"
     assert rerun["stages"][0]["result"]["ingested"] == 0 and rerun["stages"][0]["result"]["already_present"] == 5
     assert plan_of()["status"] == "up-to-date"  # the no-op run was recorded
-    assert Store(store.path).pairs().version == version
+    assert Store(store.path).version() == version
 
 
 def test_ingest_then_plan_agrees_with_the_cli(run_cli, tmp_path):
@@ -268,7 +268,7 @@ class ShoutStage:
 
     def run(self, store: Store, plan: Plan, show_progress: bool = False) -> dict[str, Any]:
         started = now_utc()
-        rows = store.pairs().to_lance().to_table(columns=["pair_id", "chosen"])
+        rows = store.read(["pair_id", "chosen"])
         bang = "!" if self.recipe.params["exclaim"] else ""
         lengths = [len((text or "").upper() + bang) for text in rows.column("chosen").to_pylist()]
         values = pa.table({"pair_id": rows.column("pair_id"), "shout_len": pa.array(lengths, pa.int64())})
@@ -394,7 +394,7 @@ def test_on_error_fail_and_keep_going(run_cli, tmp_path, store):
     kept = run_cli("run", spec, "--on-error", "keep-going")
     assert kept.exit_code == 1
     assert "8 new pairs" in kept.stdout and len(kept.stderr.strip().splitlines()) == 1
-    assert Store(store.path).pairs().count_rows() == 8
+    assert Store(store.path).count() == 8
 
 
 @pytest.fixture

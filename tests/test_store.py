@@ -19,7 +19,7 @@ def filled(store):
 
 
 def column_values(store, column):
-    rows = store.pairs().to_arrow().select(["pair_id", column]).to_pylist()
+    rows = store.read().select(["pair_id", column]).to_pylist()
     return {r["pair_id"]: r[column] for r in rows}
 
 
@@ -47,7 +47,7 @@ def test_materialize_replaces_an_existing_column_and_accepts_an_empty_one(filled
     empty = pa.table({"pair_id": pa.array([], pa.string()), "score_x": pa.array([], SCORE)})
     filled.materialize_column("score_x", empty)
     assert set(column_values(filled, "score_x").values()) == {None}
-    assert filled.pairs().schema.field("score_x").type == SCORE
+    assert filled.schema().field("score_x").type == SCORE
 
 
 def test_ingest_columns_cannot_be_overwritten(filled):
@@ -69,15 +69,14 @@ def test_versions_name_the_operation_and_run_and_tags_refuse_duplicates(filled):
 
 def test_reading_a_missing_store_says_how_to_make_one(tmp_path):
     with pytest.raises(StoreError, match="run `seal ingest SOURCE` first"):
-        seal.Store(tmp_path / "nowhere").pairs()
+        seal.Store(tmp_path / "nowhere").read()
 
 
 def test_side_tables_are_created_on_first_use_and_never_shadow_the_stores_own(filled):
     schema = pa.schema([("key", pa.string())])
-    assert filled.side_table("cache_x", schema, create=False) is None
-    table = filled.side_table("cache_x", schema)
-    table.add(pa.table({"key": ["a"]}))
-    assert filled.side_table("cache_x", schema).count_rows() == 1
+    assert filled.side_read("cache_x") is None and not filled.side_exists("cache_x")
+    filled.side_append("cache_x", pa.table({"key": ["a"]}), schema)
+    assert filled.side_count("cache_x") == 1 and filled.side_read("cache_x").column("key").to_pylist() == ["a"]
     for own in ("pairs", "runs", "quarantine", "work__score_x"):
         with pytest.raises(StoreError, match="store's own tables"):
-            filled.side_table(own, schema)
+            filled.side_append(own, pa.table({"key": ["b"]}), schema)

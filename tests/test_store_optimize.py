@@ -25,7 +25,7 @@ def write_scores(store, column: str, offset: float) -> None:
 
 
 def snapshot(store) -> list[dict]:
-    return store.pairs().to_arrow().sort_by("pair_id").to_pylist()
+    return store.read().sort_by("pair_id").to_pylist()
 
 
 @pytest.fixture
@@ -41,8 +41,8 @@ def busy(store):
 def test_each_ingest_compacts_the_fragments_it_adds(store):
     for name in ("a", "b", "c"):
         seal.ingest(store, TINY, name=name)
-    assert len(store.pairs().to_lance().get_fragments()) == 1
-    assert store.pairs().count_rows() == 24
+    assert store.fragment_count() == 1
+    assert store.count() == 24
     stages = [v["stage"] for v in store.versions()]
     assert stages.count("ingest") == 3 and "optimize" in stages
 
@@ -65,14 +65,13 @@ def test_keep_zero_frees_old_versions_but_not_data_nor_tags(busy):
     assert snapshot(busy) == expected
     assert {r["score_x"]["chosen"] for r in expected} == {20.0 + i for i in range(24)}
     kept = busy.versions()
-    assert [v["version"] for v in kept] == [tagged_version, busy.pairs().version]
+    assert [v["version"] for v in kept] == [tagged_version, busy.version()]
     assert kept[0]["tags"] == ["first-ingest"]
-    old = busy.pairs()
-    old.checkout(tagged_version)
-    assert old.count_rows() == 8 and "score_x" not in old.schema.names
+    old = busy.read(version=tagged_version)
+    assert old.num_rows == 8 and "score_x" not in old.schema.names
     # Writing on after a clean-up works as before.
     write_scores(busy, "score_y", 1.0)
-    assert busy.pairs().count_rows() == 24
+    assert busy.count() == 24
 
 
 def test_a_failed_tidy_warns_and_keeps_the_finished_stage(store, monkeypatch, capsys):
@@ -84,7 +83,7 @@ def test_a_failed_tidy_warns_and_keeps_the_finished_stage(store, monkeypatch, ca
 
     monkeypatch.setattr(seal.Store, "optimize", broken)
     result = seal.ingest(store, TINY, name="a")
-    assert result.run_id is not None and store.pairs().count_rows() == 8
+    assert result.run_id is not None and store.count() == 8
     assert len(calls) == 1
     assert "compacting the store failed (disk full); run `seal optimize`" in capsys.readouterr().err
 
