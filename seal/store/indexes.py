@@ -144,16 +144,12 @@ class Indexes(Maintenance):
         self, where: str | None = None, columns: Sequence[str] | None = None, limit: int | None = None
     ) -> pa.Table:
         """`seal query`: rows of `pairs` matching one SQL expression, with (possibly nested, back-quoted)
-        column expressions; a parse error becomes a one-line QueryError."""
+        column expressions; a parse error becomes a one-line QueryError. Reads the Lance dataset directly
+        (no LanceDB import: `seal query` starts in a fraction of the time)."""
         self.require()
-        builder = self._table(PAIRS).search()
-        if where:
-            builder = builder.where(where)
-        if columns:
-            builder = builder.select({name: expr for name, expr in _selection(columns).items()})
-        builder = builder.limit(limit if limit is not None else self.count())
+        projection = _selection(columns) if columns else None
         try:
-            return builder.to_arrow()
+            return self._dataset(PAIRS).to_table(columns=projection, filter=where or None, limit=limit)
         except Exception as err:  # lance raises ValueError/RuntimeError with the parser's message
             message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise QueryError(f"query failed: {message}", hint="check --where (SQL) and --select column names") from None
