@@ -1,7 +1,8 @@
 """seal: audit reward models against preference datasets (SEAL, Revel et al., AAAI 2025).
 
-The Python API (seal.api): `open_store`, the stages `ingest`, `score`, `label`, `embed`, `perturb`, the analyses
-`resistance`, `imprint`, `robustness`, `confusing`, and `plan`/`run` for a spec — the same functions, with the same
+The Python API (seal.api): `open_store`, the stages `ingest`, `score`, `import_scores`, `label`, `import_features`,
+`embed`, `perturb`, the analyses `resistance`, `imprint`, `robustness`, `confusing`, the store's readers (`stats`,
+`show`, `models`, `findings`, `similar`, ...) and `plan`/`run` for a spec — the same functions, with the same
 options, that the `seal` commands call. Everything is imported on first use: `import seal` stays cheap (the CLI's
 `--version` and `--help` need nothing else), and on a machine without the store's dependencies the scoring core
 and the transcript parser still import; there the names that need them are absent.
@@ -30,6 +31,19 @@ _VERBS = (
     "confusing",
     "plan",
     "run",
+    "stats",
+    "show",
+    "quarantined",
+    "versions",
+    "tag",
+    "optimize",
+    "models",
+    "findings",
+    "similar",
+    "import_features",
+    "labeler_regime",
+    "perturb_ops",
+    "validate_spec",
 )
 _LAZY = {"IngestResult": "seal.ingest", "Store": "seal.store", **dict.fromkeys(_VERBS, "seal.api")}
 # Modules whose absence makes the lazy names absent instead of an import error (a bare GPU machine).
@@ -39,17 +53,30 @@ if TYPE_CHECKING:
     from seal.api import (
         confusing,
         embed,
+        findings,
+        import_features,
         import_scores,
         imprint,
         ingest,
         label,
+        labeler_regime,
+        models,
         open_store,
+        optimize,
         perturb,
+        perturb_ops,
         plan,
+        quarantined,
         resistance,
         robustness,
         run,
         score,
+        show,
+        similar,
+        stats,
+        tag,
+        validate_spec,
+        versions,
     )
     from seal.ingest import IngestResult
     from seal.store import Store
@@ -81,15 +108,28 @@ __all__ = [
     "__version__",
     "confusing",
     "embed",
+    "findings",
+    "import_features",
     "import_scores",
     "imprint",
     "ingest",
     "label",
+    "labeler_regime",
+    "models",
     "open_store",
+    "optimize",
     "perturb",
+    "perturb_ops",
     "plan",
+    "quarantined",
     "resistance",
     "robustness",
     "run",
     "score",
+    "show",
+    "similar",
+    "stats",
+    "tag",
+    "validate_spec",
+    "versions",
 ]

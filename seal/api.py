@@ -11,12 +11,16 @@ these same functions). `import seal` stays cheap: each verb imports its module w
 
 Stages (ingest, score, label, embed, perturb, confusing findings) write; analyses (resistance, imprint, robustness,
 confusing) only read and return result objects with `to_json()`, `to_frame()` and a text rendering; `plan` and
-`run` do for a spec what `seal plan` and `seal run` do.
+`run` do for a spec what `seal plan` and `seal run` do. The store's readers and housekeeping (`stats`, `show`,
+`query`, `quarantined`, `versions`, `tag`, `optimize`, `models`, `findings`, `similar`, `search`) and
+`validate_spec` are here too: every `seal` command does its work through this module.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping, Sequence
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +47,13 @@ def ingest(store: StoreLike, source: str, **options: Any) -> Any:
     return run_ingest(_store(store), source, **options)
 
 
-def score(store: StoreLike, model: str, **options: Any) -> Any:
+def score(store: StoreLike, model: str, *, on_start: Callable[[Any], None] | None = None, **options: Any) -> Any:
     """Score every pair with reward model `model` (Hub id or folder); options as `seal score` (alias, role,
-    batch_size, device, dtype, max_length, truncation, prefix_sharing, compile, ...)."""
+    batch_size, device, dtype, max_length, truncation, prefix_sharing, compile, ...). `on_start(stage)` is
+    called once the model's stage is built, before any scoring (the command says the input format there)."""
     from seal.annotate.scores import score as run_score
 
-    return run_score(_store(store), model, **options)
+    return run_score(_store(store), model, on_start=on_start, **options)
 
 
 def label(store: StoreLike, feature_set: str = "heuristics", *, labeler: str = "heuristics", **options: Any) -> Any:
@@ -74,16 +79,88 @@ def embed(store: StoreLike, model: str | None = None, **options: Any) -> Any:
     return run_embed(_store(store), model, **options)
 
 
-def perturb(store: StoreLike, method: str, **options: Any) -> Any:
+ENDPOINT_OPTIONS = ("base_url", "api_key_env", "concurrency", "timeout", "max_retries")
+
+
+def perturb(
+    store: StoreLike,
+    method: str,
+    *,
+    spec: Spec | str | os.PathLike[str] | None = None,
+    endpoint_environment: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> Any:
     """Rewrite a seeded sample of responses with `method` (rule ops or `llm:...`) and re-score the variants with
-    every scored RM; options as `seal perturb` (sample, seed, sides, target, min_similarity, ...)."""
+    every scored RM; options as `seal perturb` (name, params, sample, seed, sides, target, min_similarity,
+    similarity_model, rescore, device, batch_size, label_sets, show_progress, and the llm rewriter's endpoint:
+    base_url, api_key_env, concurrency, timeout, max_retries). With `spec`, the perturbation is the one the
+    spec's `perturbations` section names `method` (or declares with that method and no name), and its options
+    come from there. `endpoint_environment`: endpoint settings read from the environment (OPENAI_BASE_URL),
+    used only where neither the method nor an option names them."""
+    from dataclasses import replace
+
     from seal.annotate.perturb import PerturbConfig
     from seal.annotate.perturb import perturb as run_perturb
+    from seal.annotate.perturb.llm_rewriter import endpoint_settings
 
     config_fields = set(PerturbConfig.__dataclass_fields__)
-    config = PerturbConfig(method=method, **{k: v for k, v in options.items() if k in config_fields})
+    given = {k: options.pop(k) for k in ENDPOINT_OPTIONS if k in options}
+    if spec is not None:
+        mixed = sorted(k for k in options if k in config_fields)
+        if mixed:
+            from seal.errors import SealError
+
+            raise SealError(f"with a spec the perturbation comes from the spec; drop {', '.join(mixed)}")
+        config = PerturbConfig.from_entry(_spec_perturbation(spec, method))
+    else:
+        config = PerturbConfig(method=method, **{k: v for k, v in options.items() if k in config_fields})
+    if "endpoint" not in options:
+        config = replace(config, endpoint=endpoint_settings(config.method, config.params, given, endpoint_environment))
     rest = {k: v for k, v in options.items() if k not in config_fields}
     return run_perturb(_store(store), config, **rest)
+
+
+def _spec_perturbation(spec: Spec | str | os.PathLike[str], name: str) -> dict[str, Any]:
+    """The spec's `perturbations` entry named `name` (or, unnamed, with method `name`)."""
+    loaded = _spec(spec)
+    entries = loaded.section("perturbations") or []
+    for entry in entries:
+        if entry.get("name") == name:
+            return dict(entry)
+    for entry in entries:
+        if entry.get("method") == name and not entry.get("name"):
+            return dict(entry)
+    from seal.errors import SealError
+
+    known = ", ".join(e.get("name") or e["method"] for e in entries) or "none"
+    raise SealError(f"the spec {spec} declares no perturbation `{name}`", hint=f"declared: {known}")
+
+
+def perturb_params(values: Mapping[str, str]) -> dict[str, Any]:
+    """Typed values of a rule op's parameters written as text (`seal perturb --param KEY=VALUE`): true/false,
+    integers and floats become those, anything else stays a string."""
+    from seal.annotate.perturb.rules import parse_value
+
+    return {key.strip(): parse_value(value) for key, value in values.items()}
+
+
+def perturb_ops() -> list[dict[str, Any]]:
+    """The perturbation ops (`seal perturb --list-ops`): each rule op with its parameters and defaults, and the
+    llm rewriter; `available` says whether this machine can run it (wordnet ops need WordNet)."""
+    from seal.annotate.perturb.rules import OPS, wordnet_dir
+
+    ops = [op.describe() for op in OPS.values()]
+    ops.append(
+        {
+            "op": "llm",
+            "help": "paraphrase with an OpenAI-compatible chat model (llm:model=ID[,base_url=URL,...])",
+            "params": {},
+            "requires": "an OpenAI-compatible endpoint",
+        }
+    )
+    for op in ops:
+        op["available"] = op["requires"] != "wordnet" or wordnet_dir() is not None
+    return ops
 
 
 def import_scores(store: StoreLike, file: str, alias: str, **options: Any) -> Any:
@@ -94,12 +171,53 @@ def import_scores(store: StoreLike, file: str, alias: str, **options: Any) -> An
     return run_import(_store(store), file, alias, **options)
 
 
+def import_features(
+    store: StoreLike,
+    file: str,
+    feature_set: str,
+    *,
+    key: str = "pair_id",
+    dataset: str | None = None,
+    dry_run: bool = False,
+) -> Any:
+    """Import labels computed elsewhere into `features_<set>` (`seal import-features`): a JSON Lines, JSON,
+    CSV/TSV or Parquet file, long or wide, checked against the feature set; `key` names the pair (pair_id,
+    source_key or source_index, the last two with `dataset`); `dry_run` validates and writes nothing."""
+    from seal.annotate.features.importer import import_features as run_import
+
+    return run_import(_store(store), file, feature_set, key=key, dataset=dataset, dry_run=dry_run)
+
+
 def resistance(store: StoreLike, model: str | None = None, control: str | None = None, **options: Any) -> Any:
     """Agreement, regimes, McNemar and the shift angle (`seal resistance`); options: by, use_control,
     confidence, ties."""
     from seal.analysis.resistance import resistance as analyse
 
     return analyse(_store(store), model, control, **options)
+
+
+def labeler_regime(
+    store: StoreLike,
+    model: str | None = None,
+    control: str | None = None,
+    features: str | Sequence[str] | None = None,
+    *,
+    confidence: float = 0.95,
+    ties: str | None = None,
+) -> Any:
+    """The regimes cross-tabbed with the labeler's preference γ from target `features`, most important first
+    (`seal resistance --labeler-regime`); `ties` defaults to resistance's tie rule."""
+    from seal.analysis.regimes import DEFAULT_GAMMA_FEATURES, gamma_regime_table
+    from seal.analysis.resistance import DEFAULT_TIE_RULE
+
+    return gamma_regime_table(
+        _store(store),
+        model,
+        control,
+        DEFAULT_GAMMA_FEATURES if features is None else features,
+        confidence=confidence,
+        ties=DEFAULT_TIE_RULE if ties is None else ties,
+    )
 
 
 def imprint(store: StoreLike, model: str | None = None, **options: Any) -> Any:
@@ -128,6 +246,119 @@ def confusing(store: StoreLike, kinds: Any = None, *, save: bool = True, **optio
     from seal.pipeline import run_stage
 
     return run_stage(_store(store), FindingsStage(kinds, **options)).result
+
+
+def findings(store: StoreLike, kind: str | None = None, pair_id: str | None = None) -> list[dict[str, Any]]:
+    """The findings stored by `confusing` (`seal findings`), optionally of one kind or involving one pair, by
+    kind and strongest first; nothing is recomputed."""
+    from seal.analysis.confusing import stored_findings
+
+    opened = _store(store)
+    opened.require()
+    rows = stored_findings(opened, kind, pair_id)
+    rows.sort(key=lambda r: (r["kind"], -(r["score"] if r["score"] is not None else float("-inf"))))
+    return rows
+
+
+def similar(store: StoreLike, pair_id: str, *, k: int = 10, field: str = "pair", where: str | None = None) -> Any:
+    """The `k` pairs nearest to `pair_id` by embedding `field` (context, chosen, rejected or pair), with RM
+    margins when scored (`seal similar`); `where` filters the neighbours (LanceDB SQL)."""
+    from seal.search import similar as find
+
+    return find(_store(store), pair_id, k=k, field=field, where=where)
+
+
+def search(
+    store: StoreLike,
+    text: str,
+    *,
+    k: int = 10,
+    mode: str = "hybrid",
+    fields: Sequence[str] | None = None,
+    where: str | None = None,
+) -> Any:
+    """Pairs whose context or responses match `text` (`seal search`): mode vector (by meaning), text (BM25) or
+    hybrid (both, reciprocal-rank fusion); `fields` among context, chosen, rejected (default all)."""
+    from seal.search import search as find
+
+    return find(_store(store), text, k=k, mode=mode, fields=fields, where=where)
+
+
+def models(store: StoreLike) -> list[dict[str, Any]]:
+    """The reward models the store has scores for (`seal models`): alias, role, origin, recipe, coverage."""
+    from seal.catalog.models import list_models
+
+    return list(list_models(_store(store)).values())
+
+
+def stats(store: StoreLike) -> dict[str, Any]:
+    """Pairs per dataset, flag counts, column coverage and quarantine counts (`seal stats`)."""
+    from seal.query import stats as read
+
+    return read(_store(store))
+
+
+def show(store: StoreLike, pair_id: str) -> dict[str, Any]:
+    """One pair with every column: conversation, both responses, flags and annotations (`seal show`)."""
+    from seal.query import show as read
+
+    return read(_store(store), pair_id)
+
+
+def query(
+    store: StoreLike, *, where: str | None = None, select: Sequence[str] | None = None, limit: int | None = 20
+) -> Any:
+    """Pairs filtered with one LanceDB SQL `where` expression, `select`ed columns (nested with dots), at most
+    `limit` rows (None: all), as an Arrow table (`seal query`)."""
+    from seal.query import query as read
+
+    return read(_store(store), where=where, select=list(select) if select is not None else None, limit=limit)
+
+
+def quarantined(
+    store: StoreLike, *, dataset: str | None = None, reason: str | None = None, limit: int | None = 50
+) -> list[dict[str, Any]]:
+    """Rows that could not become pairs, with the reason (`seal quarantine`); None `limit` for all."""
+    from seal.query import quarantined as read
+
+    return read(_store(store), dataset=dataset, reason=reason, limit=limit)
+
+
+def versions(store: StoreLike) -> list[dict[str, Any]]:
+    """Versions of the pairs table, the operation and seal run that made each, and their tags (`seal versions`)."""
+    return _store(store).versions()
+
+
+def tag(store: StoreLike, name: str, version: int | None = None) -> dict[str, Any]:
+    """Tag a version of the pairs table, the current one by default (`seal tag`)."""
+    return _store(store).tag(name, version)
+
+
+def optimize(store: StoreLike, keep: str | None = None) -> dict[str, Any]:
+    """Compact the store's files, update its indexes and delete versions older than `keep` (0, 30m, 1h, 7d;
+    default $SEAL_KEEP_VERSIONS, else 1h); tagged versions stay (`seal optimize`). Returns the store, the
+    retention in seconds and what happened per table."""
+    from seal.store import default_keep_versions, parse_duration
+
+    opened = _store(store)
+    opened.require()
+    retention = parse_duration(keep) if keep is not None else default_keep_versions()
+    tables = opened.optimize(keep=retention)
+    return {"store": str(opened.path), "keep_seconds": retention.total_seconds(), "tables": tables}
+
+
+def validate_spec(path: str | os.PathLike[str]) -> tuple[Spec | None, list[Any]]:
+    """Load and check an experiment spec (`seal validate`): the spec (None when invalid) and every problem,
+    each with its path in the document."""
+    from seal.spec import check_spec
+
+    return check_spec(path)
+
+
+def spec_store(spec: Spec | str | os.PathLike[str], store: StoreLike | None = None) -> Store:
+    """The store a spec works on: `store` when given (`--store`, $SEAL_STORE), else the spec's `store`, else
+    the default."""
+    return _spec_store(_spec(spec), store)
 
 
 def _spec(spec: Spec | str | os.PathLike[str]) -> Spec:
@@ -162,18 +393,64 @@ def run(
     return pipeline.run(_spec_store(loaded, store), loaded, show_progress=show_progress, on_error=on_error)
 
 
+# Constants the commands need for their option choices and defaults, read from the module that owns each on
+# first use (`seal.api.TIE_RULES`), so that `import seal.api` stays cheap: name -> (module, attribute).
+_CONSTANTS = {
+    "ROLES": ("seal.catalog.models", "ROLES"),
+    "TIE_RULES": ("seal.analysis.resistance", "TIE_RULES"),
+    "DEFAULT_TIE_RULE": ("seal.analysis.resistance", "DEFAULT_TIE_RULE"),
+    "INGEST_COLUMNS": ("seal.schema", "INGEST_COLUMNS"),
+    "INGEST_FORMATS": ("seal.ingest.mapping", "FORMATS"),
+    "LABEL_AGGREGATIONS": ("seal.ingest.mapping", "LABEL_AGGREGATIONS"),
+    "PAIRINGS": ("seal.ingest.mapping", "PAIRINGS"),
+    "MAX_ROW_BYTES": ("seal.ingest.readers", "MAX_ROW_BYTES"),
+    "IMPRINT_CATEGORICAL": ("seal.analysis.imprint", "CATEGORICAL"),
+    "IMPRINT_COV_TYPES": ("seal.analysis.imprint", "COV_TYPES"),
+    "IMPRINT_DEFAULT_MIN_COUNT": ("seal.analysis.imprint", "DEFAULT_MIN_COUNT"),
+    "IMPRINT_LEVELS": ("seal.analysis.imprint", "LEVELS"),
+    "IMPRINT_TIES": ("seal.analysis.imprint", "TIES"),
+    "INPUT_FORMATS": ("seal.engines.scoring", "INPUT_FORMATS"),
+    "TRUNCATION_SIDES": ("seal.engines.scoring", "TRUNCATION_SIDES"),
+    "SHARING_MIN_FLOP_PER_KV_BYTE": ("seal.engines.scoring", "SHARING_MIN_FLOP_PER_KV_BYTE"),
+    "ON_ERROR": ("seal.pipeline", "ON_ERROR"),
+    "PLAN_ERROR": ("seal.pipeline", "ERROR"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _CONSTANTS:
+        raise AttributeError(f"module 'seal.api' has no attribute {name!r}")
+    module, attribute = _CONSTANTS[name]
+    value = getattr(import_module(module), attribute)
+    globals()[name] = value
+    return value
+
+
 __all__ = [
     "confusing",
     "embed",
+    "findings",
+    "import_features",
     "import_scores",
     "imprint",
     "ingest",
     "label",
+    "labeler_regime",
+    "models",
     "open_store",
+    "optimize",
     "perturb",
+    "perturb_ops",
     "plan",
+    "quarantined",
     "resistance",
     "robustness",
     "run",
     "score",
+    "show",
+    "similar",
+    "stats",
+    "tag",
+    "validate_spec",
+    "versions",
 ]

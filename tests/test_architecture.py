@@ -4,6 +4,7 @@ or inside a function, of every module under seal/ (and the root cli.py).
 - only the store room imports lancedb or lance;
 - engines (the reward-model scorer, the text encoder, the LLM client) import no store and no stage;
 - analyses never import stages (they read through the store's read API and shared pieces);
+- commands call the Python API: they import no stage, analysis, pipeline or catalog module;
 - the import graph between seal's own modules has no cycles (function-level imports included, so a cycle
   cannot hide behind a deferred import).
 """
@@ -25,6 +26,28 @@ ENGINES = ("seal.engines",)
 STAGES = ("seal.ingest", "seal.annotate", "seal.pipeline")
 ANALYSES = ("seal.analysis",)
 LANCE = ("lancedb", "lance")
+COMMANDS = ("seal.commands",)
+# What a command may import of seal: the Python API, the other command modules (shared options), errors and
+# rendering, the CLI's JSON Schemas, the device choices of --device/--dtype and the exit rule of a stage's result.
+COMMANDS_MAY_IMPORT = (
+    "seal.api",
+    "seal.commands",
+    "seal.errors",
+    "seal.render",
+    "seal.cli_schemas",
+    "seal.engines.device",
+    "seal.outcome",
+)
+# ... and never these, whose work a command reaches through seal.api.
+COMMANDS_NEVER_IMPORT = (
+    "seal.annotate",
+    "seal.ingest",
+    "seal.analysis",
+    "seal.pipeline",
+    "seal.query",
+    "seal.search",
+    "seal.catalog",
+)
 
 
 def module_name(path: Path) -> str:
@@ -106,6 +129,20 @@ def test_analyses_never_import_stages():
             if in_room(target, STAGES):
                 offenders.append(f"{path.relative_to(REPO)}:{line} imports {target}")
     assert not offenders, "analyses read through the store; they import no stage:\n" + "\n".join(offenders)
+
+
+def test_commands_call_the_python_api():
+    assert not any(in_room(allowed, COMMANDS_NEVER_IMPORT) for allowed in COMMANDS_MAY_IMPORT)
+    offenders = []
+    for name, path in modules().items():
+        if not in_room(name, COMMANDS):
+            continue
+        for target, line in imports(path, name):
+            if target == "seal" or not target.startswith("seal."):  # `from seal import api`: the name follows
+                continue
+            if in_room(target, COMMANDS_NEVER_IMPORT) or not in_room(target, COMMANDS_MAY_IMPORT):
+                offenders.append(f"{path.relative_to(REPO)}:{line} imports {target}")
+    assert not offenders, "commands do their work through seal.api:\n" + "\n".join(offenders)
 
 
 def _cycles(graph: dict[str, dict[str, int]]) -> list[list[str]]:

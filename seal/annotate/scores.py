@@ -533,9 +533,11 @@ def score(
     commit_rows: int = COMMIT_ROWS,
     commit_seconds: float = COMMIT_SECONDS,
     after_commit: AfterCommit | None = None,
+    on_start: Callable[[ScoreStage], None] | None = None,
 ) -> ScoreResult:
     """Score every pair of the store that lacks `score_<alias>` under this recipe (see `seal score --help`;
-    `prefix_sharing` is auto | on | off, `compile` runs the model through torch.compile)."""
+    `prefix_sharing` is auto | on | off, `compile` runs the model through torch.compile; `on_start(stage)` is
+    called once the stage is built, before scoring)."""
     store.require()
     if prefix_sharing not in PREFIX_SHARING:
         raise SealError(f"unknown prefix sharing `{prefix_sharing}`", hint="use auto, on or off")
@@ -558,6 +560,8 @@ def score(
     stage = ScoreStage(
         options, replace=replace, commit_rows=commit_rows, commit_seconds=commit_seconds, after_commit=after_commit
     )
+    if on_start is not None:
+        on_start(stage)
     return run_score(store, stage, show_progress=show_progress)
 
 

@@ -14,7 +14,7 @@ from seal.errors import SealError, store_write_error
 from seal.render import dumps
 
 if TYPE_CHECKING:  # seal.store imports LanceDB: only commands that open the store pay for it
-    from seal.store import Store
+    from seal.api import Store
 
 
 class SealGroup(click.Group):
@@ -35,7 +35,7 @@ class SealGroup(click.Group):
         except Exception as err:
             if _debug(ctx):
                 raise
-            from seal.store import default_store_path
+            from seal.api import default_store_path
 
             refused = store_write_error(err, (ctx.find_root().obj or {}).get("store") or default_store_path())
             if refused is not None:  # a store write outside Store's own methods (a stage's checkpoint table)
@@ -53,10 +53,10 @@ def _debug(ctx: click.Context) -> bool:
 
 
 def get_store(ctx: click.Context) -> Store:
-    from seal.store import Store, default_store_path
+    from seal.api import open_store
 
     obj = ctx.find_root().obj or {}
-    return Store(obj.get("store") or default_store_path())
+    return open_store(obj.get("store") or None)
 
 
 def json_option(func: Callable[..., Any]) -> Callable[..., Any]:

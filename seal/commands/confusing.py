@@ -6,6 +6,7 @@ import json
 
 import click
 
+from seal import api
 from seal.commands.common import emit_json, get_store, info, json_option
 from seal.render import table, to_jsonable
 
@@ -31,9 +32,7 @@ def similar_command(ctx: click.Context, pair_id: str, k: int, field: str, where:
     orient says how a neighbour's responses line up with PAIR_ID's: same, or flipped (what one prefers,
     the other rejects).
     """
-    from seal.search import similar
-
-    result = similar(get_store(ctx), pair_id, k=k, field=field, where=where)
+    result = api.similar(get_store(ctx), pair_id, k=k, field=field, where=where)
     if json_:
         emit_json(result.to_json())
         return
@@ -65,9 +64,7 @@ def search_command(
 ) -> None:
     """Pairs whose context or responses match TEXT: by meaning (vector), words (text, BM25) or both (hybrid,
     reciprocal-rank fusion)."""
-    from seal.search import search
-
-    result = search(get_store(ctx), text, k=k, mode=mode, fields=fields or None, where=where)
+    result = api.search(get_store(ctx), text, k=k, mode=mode, fields=fields or None, where=where)
     if json_:
         emit_json(result.to_json())
         return
@@ -148,16 +145,7 @@ def confusing_command(
         "seed": seed,
         "limit": limit,
     }
-    store = get_store(ctx)
-    if no_store:
-        from seal.analysis.confusing import confusing
-
-        result = confusing(store, kinds or None, **options)
-    else:
-        from seal.annotate.findings import FindingsStage
-        from seal.pipeline import run_stage
-
-        result = run_stage(store, FindingsStage(kinds or None, **options)).result
+    result = api.confusing(get_store(ctx), kinds or None, save=not no_store, **options)
     if json_:
         emit_json(result.to_json())
         return
@@ -184,12 +172,8 @@ def findings_command(ctx: click.Context, kind: str | None, pair_id: str | None, 
       seal findings --kind contradictory
       seal findings --pair 3f2a9c0d1e4b5a6f7c8d9e0f --json
     """
-    from seal.analysis.confusing import stored_findings
-
     store = get_store(ctx)
-    store.require()
-    rows = stored_findings(store, kind, pair_id)
-    rows.sort(key=lambda r: (r["kind"], -(r["score"] if r["score"] is not None else float("-inf"))))
+    rows = api.findings(store, kind, pair_id)
     total = len(rows)
     shown = rows[:limit] if limit else rows
     if json_:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from seal import api
 from seal.commands.common import emit_json, get_store, json_option, silent_option
 from seal.commands.options import batch_size_option, device_option, dtype_option
 
@@ -64,9 +65,7 @@ def embed_command(
       seal embed
       seal embed --fields chosen,rejected --batch-size 128 --device cuda
     """
-    from seal.annotate.embeddings import embed
-
-    result = embed(
+    result = api.embed(
         get_store(ctx),
         model,
         fields=fields,

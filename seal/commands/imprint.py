@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from seal.analysis.imprint import CATEGORICAL, COV_TYPES, DEFAULT_MIN_COUNT, LEVELS, TIES
+from seal import api
 from seal.commands.common import emit_json, get_store, info, json_option
 from seal.commands.options import confidence_option, correction_option
 
@@ -23,7 +23,7 @@ from seal.commands.options import confidence_option, correction_option
 )
 @click.option(
     "--level",
-    type=click.Choice(LEVELS),
+    type=click.Choice(api.IMPRINT_LEVELS),
     default="text",
     show_default=True,
     help="text: one row per text, reward on features; pair: one row per pair, misalignment (and θ) on "
@@ -36,7 +36,7 @@ from seal.commands.options import confidence_option, correction_option
 )
 @click.option(
     "--cov",
-    type=click.Choice(COV_TYPES),
+    type=click.Choice(api.IMPRINT_COV_TYPES),
     default="cluster",
     show_default=True,
     help="Standard errors: cluster-robust by pair, HC3, or classical.",
@@ -48,7 +48,7 @@ from seal.commands.options import confidence_option, correction_option
 )
 @click.option(
     "--categorical",
-    type=click.Choice(CATEGORICAL),
+    type=click.Choice(api.IMPRINT_CATEGORICAL),
     default="ordinal",
     show_default=True,
     help="Category features: their numeric codes, or one dummy per category but the first.",
@@ -56,13 +56,13 @@ from seal.commands.options import confidence_option, correction_option
 @click.option(
     "--min-count",
     type=click.IntRange(min=1),
-    default=DEFAULT_MIN_COUNT,
+    default=api.IMPRINT_DEFAULT_MIN_COUNT,
     show_default=True,
     help="List features: keep values present in at least N texts (one dummy each).",
 )
 @click.option(
     "--ties",
-    type=click.Choice(TIES),
+    type=click.Choice(api.IMPRINT_TIES),
     default="misaligned",
     show_default=True,
     help="Pair level: a pair the model scores equal on both sides counts as misaligned, aligned, or is left out.",
@@ -92,13 +92,11 @@ def imprint_command(ctx: click.Context, json_: bool, plot_path: str | None, **op
       seal imprint --model oa_large_v2 --minus oa_large --fe pair --standardize
       seal imprint --model oa_large_v2 --control oa_large --level pair --plot imprint.png
     """
-    from seal.analysis.imprint import imprint
-
     if options.get("alpha") is not None:
         if ctx.get_parameter_source("confidence") is not click.core.ParameterSource.DEFAULT:
             raise click.UsageError("--alpha (deprecated) and --confidence exclude each other; use --confidence")
         info("--alpha is deprecated: use --confidence (1 − alpha)")
-    result = imprint(get_store(ctx), **options)  # type: ignore[arg-type]
+    result = api.imprint(get_store(ctx), **options)  # type: ignore[arg-type]
     if plot_path:
         result.plot(plot_path)
         info(f"plot written to {plot_path}")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
+from seal import api
 from seal.commands.common import emit_json, get_store, info, json_option, silent_option
-from seal.ingest import IngestResult, ingest
-from seal.ingest.mapping import FORMATS, LABEL_AGGREGATIONS, PAIRINGS
-from seal.ingest.readers import MAX_ROW_BYTES
 
 
 @click.command("ingest")
@@ -28,7 +28,7 @@ from seal.ingest.readers import MAX_ROW_BYTES
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["auto", *FORMATS]),
+    type=click.Choice(["auto", *api.INGEST_FORMATS]),
     default="auto",
     show_default=True,
     help="Input layout; auto detects it from the first record and says why.",
@@ -50,14 +50,14 @@ from seal.ingest.readers import MAX_ROW_BYTES
 )
 @click.option(
     "--label-agg",
-    type=click.Choice(LABEL_AGGREGATIONS),
+    type=click.Choice(api.LABEL_AGGREGATIONS),
     default="majority",
     show_default=True,
     help="Several annotators: the majority label, only unanimous rows, or one pair per annotator (each).",
 )
 @click.option(
     "--pairs",
-    type=click.Choice(PAIRINGS),
+    type=click.Choice(api.PAIRINGS),
     help="Rated lists (UltraFeedback `completions`): best-worst (default), best-random or all pairs with "
     "different ratings; unpaired KTO rows: by-prompt.",
 )
@@ -67,7 +67,7 @@ from seal.ingest.readers import MAX_ROW_BYTES
 @click.option(
     "--max-row-bytes",
     type=click.IntRange(min=1),
-    default=MAX_ROW_BYTES,
+    default=api.MAX_ROW_BYTES,
     show_default=True,
     help="Quarantine rows larger than this (row_too_large) instead of reading them: one runaway row would "
     "take the memory of thousands, and every model truncates it anyway.",
@@ -98,7 +98,7 @@ def ingest_command(ctx: click.Context, source: str, json_: bool, silent: bool, *
       seal ingest pku.jsonl --label-from better_response_id --name pku-better
       seal ingest edited.jsonl --on-change update
     """
-    result = ingest(get_store(ctx), source, show_progress=not silent, **options)  # type: ignore[arg-type]
+    result = api.ingest(get_store(ctx), source, show_progress=not silent, **options)  # type: ignore[arg-type]
     for warning in result.warnings:
         info(f"warning: {warning}")
     if json_:
@@ -107,7 +107,7 @@ def ingest_command(ctx: click.Context, source: str, json_: bool, silent: bool, *
     _print(result)
 
 
-def _print(result: IngestResult) -> None:
+def _print(result: Any) -> None:
     click.echo(f"{result.dataset}: format {result.format} ({result.format_reason})")
     click.echo(
         f"read {result.read:,} rows: {result.ingested:,} new pair{'' if result.ingested == 1 else 's'}, "

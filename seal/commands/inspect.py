@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import csv
 import json
+from datetime import timedelta
 
 import click
 
-from seal import query as q
+from seal import api
 from seal.commands.common import emit_json, get_store, json_option
 from seal.render import table, to_jsonable
-from seal.schema import INGEST_COLUMNS
-from seal.store import default_keep_versions, parse_duration
 
 
 @click.command("stats")
@@ -20,7 +19,7 @@ from seal.store import default_keep_versions, parse_duration
 @click.pass_context
 def stats_command(ctx: click.Context, json_: bool) -> None:
     """Pairs per dataset, flag counts, column coverage and quarantine counts."""
-    result = q.stats(get_store(ctx))
+    result = api.stats(get_store(ctx))
     if json_:
         emit_json(result)
         return
@@ -45,7 +44,7 @@ def stats_command(ctx: click.Context, json_: bool) -> None:
 @click.pass_context
 def show_command(ctx: click.Context, pair_id: str, json_: bool) -> None:
     """Show one pair: its conversation, both responses, flags and annotations."""
-    row = q.show(get_store(ctx), pair_id)
+    row = api.show(get_store(ctx), pair_id)
     if json_:
         emit_json(row)
         return
@@ -60,7 +59,7 @@ def show_command(ctx: click.Context, pair_id: str, json_: bool) -> None:
     click.echo(row["rejected"])
     # Every annotation column (scores, features, variants and their scores, clusters, ...); vectors by size.
     for name, value in row.items():
-        if name in INGEST_COLUMNS or name == "context_text" or value is None:
+        if name in api.INGEST_COLUMNS or name == "context_text" or value is None:
             continue
         if name.startswith("emb_") and isinstance(value, list):
             click.echo(f"\n{name}: {len(value)}-d vector")
@@ -86,7 +85,7 @@ def query_command(
     if json_ and csv_:
         raise click.UsageError("choose one of --json and --csv")
     columns = [c.strip() for c in select.split(",") if c.strip()] if select else None
-    result = q.query(get_store(ctx), where=where, select=columns, limit=limit or None)
+    result = api.query(get_store(ctx), where=where, select=columns, limit=limit or None)
     rows = result.to_pylist()
     if json_:
         emit_json(rows)
@@ -124,7 +123,7 @@ def _csv_cell(value: object) -> object:
 @click.pass_context
 def quarantine_command(ctx: click.Context, dataset: str | None, reason: str | None, limit: int, json_: bool) -> None:
     """Rows that could not become pairs, with the reason."""
-    rows = q.quarantined(get_store(ctx), dataset=dataset, reason=reason, limit=limit or None)
+    rows = api.quarantined(get_store(ctx), dataset=dataset, reason=reason, limit=limit or None)
     if json_:
         emit_json(rows)
         return
@@ -136,7 +135,7 @@ def quarantine_command(ctx: click.Context, dataset: str | None, reason: str | No
 @click.pass_context
 def versions_command(ctx: click.Context, json_: bool) -> None:
     """Versions of the pairs table, the operation and seal run that made each, and tags."""
-    rows = get_store(ctx).versions()
+    rows = api.versions(get_store(ctx))
     if json_:
         emit_json(rows)
         return
@@ -152,7 +151,7 @@ def versions_command(ctx: click.Context, json_: bool) -> None:
 @click.pass_context
 def tag_command(ctx: click.Context, name: str, version: int | None, json_: bool) -> None:
     """Tag a version of the pairs table (the current one by default)."""
-    result = get_store(ctx).tag(name, version)
+    result = api.tag(get_store(ctx), name, version)
     if json_:
         emit_json(result)
         return
@@ -175,11 +174,9 @@ def optimize_command(ctx: click.Context, keep: str | None, json_: bool) -> None:
     space of replaced columns at once (`--keep 0`). Tagged versions (`seal tag`) always stay
     readable; with --keep 0, any other process still reading an older version will fail.
     """
-    store = get_store(ctx)
-    store.require()
-    retention = parse_duration(keep) if keep is not None else default_keep_versions()
-    tables = store.optimize(keep=retention)
-    result = {"store": str(store.path), "keep_seconds": retention.total_seconds(), "tables": tables}
+    result = api.optimize(get_store(ctx), keep)
+    tables = result["tables"]
+    retention = timedelta(seconds=result["keep_seconds"])
     if json_:
         emit_json(result)
         return

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from seal import outcome
+from seal import api, outcome
 from seal.commands.common import emit_json, get_store, json_option, silent_option
 from seal.commands.options import llm_endpoint_options
 from seal.render import table
@@ -17,8 +17,8 @@ DEFAULT_FEATURE_SETS = {"heuristics": "heuristics", "llm": "seal-taxonomy"}
 
 
 # Options of `seal label --labeler llm`. Each becomes a keyword argument of
-# `seal.annotate.features.llm.label_llm(store, feature_set, sample=, seed=, dry_run=, show_progress=, **these)`;
-# options left at None are not passed, so label_llm's defaults apply. The endpoint's options (--base-url,
+# `seal.api.label(store, feature_set, labeler="llm", sample=, seed=, dry_run=, show_progress=, **these)`;
+# options left at None are not passed, so the LLM labeler's defaults apply. The endpoint's options (--base-url,
 # --api-key-env, --concurrency, --timeout, --max-retries) are the shared `llm_endpoint_options`.
 _LLM_OPTIONS = [
     click.option("--model", help="llm: model id sent to the endpoint (e.g. gpt-4o-mini). Part of the recipe."),
@@ -137,23 +137,33 @@ def label_command(
     store.require()
     feature_set = feature_set or DEFAULT_FEATURE_SETS[labeler]
     if labeler == "llm":
-        from seal.annotate.features.llm import label_llm  # the LLM labeler
-
         if workers is not None:
             raise click.UsageError("--workers applies to --labeler heuristics")
         options = {k: v for k, v in llm.items() if v is not None}
-        result: Any = label_llm(
-            store, feature_set, sample=sample, seed=seed, dry_run=dry_run, show_progress=not silent, **options
+        result: Any = api.label(
+            store,
+            feature_set,
+            labeler="llm",
+            sample=sample,
+            seed=seed,
+            dry_run=dry_run,
+            show_progress=not silent,
+            **options,
         )
     else:
         if llm:
             given = [k for k, v in llm.items() if v not in (None, False, ())]
             if given:
                 raise click.UsageError(f"options for --labeler llm given with --labeler heuristics: {', '.join(given)}")
-        from seal.annotate.features.stage import label_heuristics
-
-        result = label_heuristics(
-            store, feature_set, sample=sample, seed=seed, dry_run=dry_run, workers=workers, show_progress=not silent
+        result = api.label(
+            store,
+            feature_set,
+            labeler="heuristics",
+            sample=sample,
+            seed=seed,
+            dry_run=dry_run,
+            workers=workers,
+            show_progress=not silent,
         )
     if json_:
         emit_json(result.to_json())
@@ -221,10 +231,7 @@ def import_features_command(
       seal import-features gpt4-labels.jsonl --feature-set seal-taxonomy
       seal import-features labels.csv --feature-set my-set.yaml --key source_index --dataset hh-train
     """
-    from seal.annotate.features.importer import import_features
-
-    store = get_store(ctx)
-    result = import_features(store, file, feature_set, key=key, dataset=dataset, dry_run=dry_run)
+    result = api.import_features(get_store(ctx), file, feature_set, key=key, dataset=dataset, dry_run=dry_run)
     if json_:
         emit_json(result.to_json())
         return

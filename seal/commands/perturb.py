@@ -2,59 +2,28 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import click
 
-from seal import outcome
+from seal import api, outcome
 from seal.commands.common import emit_json, get_store, info, json_option, silent_option
 from seal.commands.options import batch_size_option, device_option, llm_endpoint_options
-from seal.errors import SealError
 from seal.render import table
 
 
 def _param(items: tuple[str, ...]) -> dict[str, Any]:
-    from seal.annotate.perturb.rules import parse_value
-
-    out: dict[str, Any] = {}
+    raw: dict[str, str] = {}
     for item in items:
         if "=" not in item:
             raise click.UsageError(f"--param {item}: write KEY=VALUE")
         key, value = item.split("=", 1)
-        out[key.strip()] = parse_value(value)
-    return out
-
-
-def _from_spec(path: str, name: str) -> dict[str, Any]:
-    from seal.spec import load_spec
-
-    spec = load_spec(path)
-    entries = spec.section("perturbations") or []
-    for entry in entries:
-        if entry.get("name") == name:
-            return dict(entry)
-    for entry in entries:
-        if entry.get("method") == name and not entry.get("name"):
-            return dict(entry)
-    known = ", ".join(e.get("name") or e["method"] for e in entries) or "none"
-    raise SealError(f"the spec {path} declares no perturbation `{name}`", hint=f"declared: {known}")
+        raw[key.strip()] = value
+    return api.perturb_params(raw)
 
 
 def _list_ops(json_: bool) -> None:
-    from seal.annotate.perturb.rules import OPS, wordnet_dir
-
-    ops = [op.describe() for op in OPS.values()]
-    ops.append(
-        {
-            "op": "llm",
-            "help": "paraphrase with an OpenAI-compatible chat model (llm:model=ID[,base_url=URL,...])",
-            "params": {},
-            "requires": "an OpenAI-compatible endpoint",
-        }
-    )
-    for op in ops:
-        op["available"] = op["requires"] != "wordnet" or wordnet_dir() is not None
+    ops = api.perturb_ops()
     if json_:
         emit_json({"ops": ops})
         return
@@ -166,9 +135,6 @@ def perturb_command(
       seal perturb --method llm:model=qwen2.5 --base-url http://127.0.0.1:8000/v1 --concurrency 8
       seal perturb --list-ops
     """
-    from seal.annotate.perturb import PerturbConfig, perturb
-    from seal.annotate.perturb.llm_rewriter import endpoint_settings
-
     if list_ops:
         _list_ops(json_)
         return
@@ -190,20 +156,18 @@ def perturb_command(
         ]
         if given:
             raise click.UsageError(f"with --spec the perturbation comes from the spec; drop {', '.join(given)}")
-        entry = _from_spec(spec_path, method)
-        config = PerturbConfig.from_entry(entry)
+        perturbation: dict[str, Any] = {"spec": spec_path}
     else:
-        config = PerturbConfig(
-            method=method,
-            name=name,
-            params=_param(params),
-            sample=sample,
-            seed=seed,
-            sides=sides,
-            target=target,
-            min_similarity=min_similarity,
-            similarity_model=similarity_model,
-        )
+        perturbation = {
+            "name": name,
+            "params": _param(params),
+            "sample": sample,
+            "seed": seed,
+            "sides": sides,
+            "target": target,
+            "min_similarity": min_similarity,
+            "similarity_model": similarity_model,
+        }
     flags, environment = _endpoint_options(
         ctx,
         base_url=base_url,
@@ -212,11 +176,12 @@ def perturb_command(
         timeout=timeout,
         max_retries=max_retries,
     )
-    config = replace(config, endpoint=endpoint_settings(config.method, config.params, flags, environment))
-    store = get_store(ctx)
-    result = perturb(
-        store,
-        config,
+    result = api.perturb(
+        get_store(ctx),
+        method,
+        **perturbation,
+        **flags,
+        endpoint_environment=environment,
         show_progress=not silent,
         rescore=not no_rescore,
         device=device,

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import click
 
-from seal.analysis.regimes import gamma_regime_table
-from seal.analysis.resistance import DEFAULT_TIE_RULE, TIE_RULES, resistance
-from seal.annotate.import_scores import import_scores
-from seal.catalog.models import ROLES
+from seal import api
 from seal.commands.common import emit_json, get_store, json_option
 from seal.commands.options import confidence_option
 
@@ -17,7 +14,7 @@ from seal.commands.options import confidence_option
 @click.option("--alias", required=True, help="Name of the reward model; scores go to column score_<alias>.")
 @click.option(
     "--role",
-    type=click.Choice(ROLES),
+    type=click.Choice(api.ROLES),
     help="aligned (the RM under audit), control (e.g. before alignment training) or other. "
     "Default: the alias's current role, else other.",
 )
@@ -53,7 +50,7 @@ def import_scores_command(
       seal import-scores post.parquet --alias post --role aligned
       seal import-scores pre.csv.gz --alias pre --role control --map chosen=r_c --map rejected=r_r
     """
-    result = import_scores(get_store(ctx), file, alias, role=role, column_map=column_map, replace=replace)
+    result = api.import_scores(get_store(ctx), file, alias, role=role, column_map=column_map, replace=replace)
     if json_:
         emit_json(result.to_json())
         return
@@ -78,8 +75,8 @@ def import_scores_command(
 )
 @click.option(
     "--ties",
-    type=click.Choice(TIE_RULES),
-    default=DEFAULT_TIE_RULE,
+    type=click.Choice(api.TIE_RULES),
+    default=api.DEFAULT_TIE_RULE,
     show_default=True,
     help="One rule for every block: exclude = ties and identical responses are their own categories, never "
     "disagreement; disagree = the paper's strict counting (chosen > rejected, anything else disagrees).",
@@ -114,11 +111,11 @@ def resistance_command(
     if no_control and control:
         raise click.UsageError("--control and --no-control exclude each other")
     store = get_store(ctx)
-    result = resistance(store, model, control, by, use_control=not no_control, confidence=confidence, ties=ties)
+    result = api.resistance(store, model, control, by=by, use_control=not no_control, confidence=confidence, ties=ties)
     table = None
     if labeler_regime:
         control_alias = result.control.alias if result.control else None
-        table = gamma_regime_table(
+        table = api.labeler_regime(
             store, result.model.alias, control_alias, labeler_regime, confidence=confidence, ties=ties
         )
     if json_:

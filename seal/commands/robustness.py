@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from seal import api
 from seal.commands.common import emit_json, get_store, json_option
 from seal.commands.options import confidence_option, correction_option
 
@@ -72,9 +73,7 @@ def robustness_command(
       seal robustness --model oa_large_v2 --method llm --json
       seal robustness --population aligned-before   # π conditional on agreeing before
     """
-    from seal.analysis.robustness import robustness
-
-    result = robustness(
+    result = api.robustness(
         get_store(ctx),
         model=model,
         method=method,

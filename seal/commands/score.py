@@ -6,10 +6,9 @@ from typing import Any
 
 import click
 
-from seal.catalog.models import ROLES, list_models
+from seal import api
 from seal.commands.common import emit_json, get_store, info, json_option, silent_option
 from seal.commands.options import batch_size_option, device_option, dtype_option
-from seal.engines.scoring import INPUT_FORMATS, SHARING_MIN_FLOP_PER_KV_BYTE, TRUNCATION_SIDES
 from seal.render import table
 
 
@@ -18,7 +17,7 @@ from seal.render import table
 @click.option("--alias", help="Column suffix: scores go to score_<alias> (default: from the model name).")
 @click.option(
     "--role",
-    type=click.Choice(ROLES),
+    type=click.Choice(api.ROLES),
     help="aligned (the RM under audit), control (its base) or other (default: the alias's last role, else other).",
 )
 @click.option("--revision", help="Hub revision (branch, tag or commit); the resolved commit is recorded.")
@@ -26,7 +25,7 @@ from seal.render import table
 @click.option("--max-length", type=click.IntRange(min=8), help="Token limit per text (default: the model's, ≤4096).")
 @click.option(
     "--truncation",
-    type=click.Choice(TRUNCATION_SIDES),
+    type=click.Choice(api.TRUNCATION_SIDES),
     default="left",
     show_default=True,
     help="left: drop context tokens from the start (keeps the whole response); right: drop from the end.",
@@ -35,7 +34,7 @@ from seal.render import table
 @dtype_option()
 @click.option(
     "--input-format",
-    type=click.Choice(INPUT_FORMATS),
+    type=click.Choice(api.INPUT_FORMATS),
     default="auto",
     show_default=True,
     help="pair: tokenizer(context, response) (OpenAssistant RMs); chat: the tokenizer's chat template; "
@@ -45,13 +44,13 @@ from seal.render import table
 @click.option("--head-index", type=click.IntRange(min=0), help="Output to use for a multi-output (multi-objective) RM.")
 @click.option(
     "--prefix-sharing",
-    "share_prefix",
+    "prefix_sharing",
     type=click.Choice(["auto", "on", "off"]),
     default="auto",
     show_default=True,
     help="Run the context that chosen and rejected share once, with a KV cache, for a causal chat-format RM "
     "(same scores, fewer FLOPs). auto: on any device when the model computes at least "
-    f"{SHARING_MIN_FLOP_PER_KV_BYTE:,} FLOPs per byte of KV cache (2 x non-embedding parameters over the "
+    f"{api.SHARING_MIN_FLOP_PER_KV_BYTE:,} FLOPs per byte of KV cache (2 x non-embedding parameters over the "
     "cache bytes per token); on: whenever the model allows it; off: never. Encoders never share; --compile "
     "turns it off.",
 )
@@ -77,14 +76,12 @@ def score_command(ctx: click.Context, json_: bool, silent: bool, **options: Any)
       seal score --model OpenAssistant/reward-model-deberta-v3-large --alias oa_large --role control
       seal score --model Skywork/Skywork-Reward-Llama-3.1-8B-v0.2 --dtype bfloat16 --batch-size 16
     """
-    from seal.annotate.scores import ScoreOptions, ScoreStage, run_score
 
-    store = get_store(ctx)
-    store.require()
-    replace = options.pop("replace")
-    stage = ScoreStage(ScoreOptions(**options), replace=replace)
-    info(f"{stage.column}: input format {stage.rm.input_format} ({stage.rm.input_format_reason})")
-    result = run_score(store, stage, show_progress=not silent)
+    def announce(stage: Any) -> None:
+        info(f"{stage.column}: input format {stage.rm.input_format} ({stage.rm.input_format_reason})")
+
+    model = options.pop("model")
+    result = api.score(get_store(ctx), model, on_start=announce, show_progress=not silent, **options)
     if json_:
         emit_json(result.to_json())
         return
@@ -119,7 +116,7 @@ def score_command(ctx: click.Context, json_: bool, silent: bool, **options: Any)
 def models_command(ctx: click.Context, json_: bool) -> None:
     """The reward models the store has scores for: role, recipe and coverage."""
     store = get_store(ctx)
-    models = list(list_models(store).values())
+    models = api.models(store)
     if json_:
         emit_json({"store": str(store.path), "models": models})
         return

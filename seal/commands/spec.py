@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from seal import pipeline
+from seal import api
 from seal.commands.common import emit_json, json_option, silent_option
 from seal.errors import NothingSucceeded, SealError, SpecError
 from seal.render import table
-from seal.spec import Spec, check_spec, load_spec
-from seal.store import Store, default_store_path
+
+if TYPE_CHECKING:
+    from seal.api import Spec, Store
 
 spec_argument = click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
 
@@ -17,7 +20,7 @@ spec_argument = click.argument("spec_path", metavar="SPEC", type=click.Path(dir_
 def _store_for(ctx: click.Context, spec: Spec) -> Store:
     """--store / SEAL_STORE win over the spec's `store`, which wins over the default."""
     explicit = (ctx.find_root().obj or {}).get("store")
-    return Store(explicit or spec.store_path() or default_store_path())
+    return api.spec_store(spec, explicit or None)
 
 
 @click.command("validate")
@@ -33,7 +36,7 @@ def validate_command(spec_path: str, json_: bool) -> None:
     Example:
       seal validate examples/demo.yaml
     """
-    spec, problems = check_spec(spec_path)
+    spec, problems = api.validate_spec(spec_path)
     result = {
         "spec": spec_path,
         "valid": spec is not None,
@@ -68,9 +71,9 @@ def plan_command(ctx: click.Context, spec_path: str, json_: bool) -> None:
     Example:
       seal plan examples/demo.yaml --json
     """
-    spec = load_spec(spec_path)
+    spec = api.load_spec(spec_path)
     store = _store_for(ctx, spec)
-    plans = pipeline.plan(store, spec)
+    plans = api.plan(spec, store)
     if json_:
         emit_json(
             {
@@ -84,7 +87,7 @@ def plan_command(ctx: click.Context, spec_path: str, json_: bool) -> None:
         click.echo(f"store {store.path}")
         rows = [p.to_json() for p in plans]
         click.echo(table(rows, ["entry", "stage", "name", "status", "reason", "rows_todo"], width=80))
-    errors = [p for p in plans if p.status == pipeline.ERROR]
+    errors = [p for p in plans if p.status == api.PLAN_ERROR]
     if errors:
         first = errors[0]
         raise SealError(f"{first.entry} ({first.stage}) cannot be planned: {first.reason}")
@@ -94,7 +97,7 @@ def plan_command(ctx: click.Context, spec_path: str, json_: bool) -> None:
 @spec_argument
 @click.option(
     "--on-error",
-    type=click.Choice(pipeline.ON_ERROR),
+    type=click.Choice(api.ON_ERROR),
     default="fail",
     show_default=True,
     help="fail: stop at the first failing stage; keep-going: run the remaining stages.",
@@ -114,9 +117,9 @@ def run_command(ctx: click.Context, spec_path: str, on_error: str, json_: bool, 
       seal run examples/demo.yaml
       seal --store ./my-store run spec.yaml --on-error keep-going --json
     """
-    spec = load_spec(spec_path)
+    spec = api.load_spec(spec_path)
     store = _store_for(ctx, spec)
-    report = pipeline.run(store, spec, show_progress=not silent, on_error=on_error)
+    report = api.run(spec, store, on_error=on_error, show_progress=not silent)
     if json_:
         emit_json(
             {
