@@ -175,6 +175,18 @@ def cues(text: str) -> dict[str, object]:
     return {"excited": text.count("!") >= 3, "mood": mood, "bangs": float(text.count("!"))}
 
 
+def label_cues(store, tmp_path: Path) -> None:
+    """Label the originals and the punctuation variants with the `cues` feature set."""
+    (tmp_path / "cues.yaml").write_text(CUES)
+    fs = load_feature_set(str(tmp_path / "cues.yaml"))
+    records = [
+        {"pair_id": r["pair_id"], "chosen": cues(r["chosen"]), "rejected": cues(r["rejected"])}
+        for r in store.read().to_pylist()
+    ]
+    write_labels(store, fs, labels_from_records(fs, records), Recipe("label", "cues", {"labeler": "test"}))
+    label_variants(store, "punctuation", fs, lambda texts: [cues(t.response) for t in texts])
+
+
 def test_robustness_score_finds_the_planted_feature_flip(store, tmp_path, exclaim_rm, run_cli):
     # A: the rejected side becomes excited (3 '!') and beats the chosen one; B: it does too but the chosen side
     # has more '!' (stays aligned); C: the rejected side gains one '!' only (stays aligned).
@@ -188,14 +200,7 @@ def test_robustness_score_finds_the_planted_feature_flip(store, tmp_path, exclai
     missing = robustness(store).results[0].robustness_score[0]
     assert not missing.available and "no labels" in missing.reason
 
-    (tmp_path / "cues.yaml").write_text(CUES)
-    fs = load_feature_set(str(tmp_path / "cues.yaml"))
-    records = [
-        {"pair_id": r["pair_id"], "chosen": cues(r["chosen"]), "rejected": cues(r["rejected"])}
-        for r in store.read().to_pylist()
-    ]
-    write_labels(store, fs, labels_from_records(fs, records), Recipe("label", "cues", {"labeler": "test"}))
-    label_variants(store, "punctuation", fs, lambda texts: [cues(t.response) for t in texts])
+    label_cues(store, tmp_path)
 
     result = robustness(store)
     (res,) = result.results
@@ -305,14 +310,7 @@ def test_robustness_score_population_all_is_the_papers_and_aligned_before_condit
     ingest(store, str(write_pairs(tmp_path / "pairs.jsonl", a + b + c + d)))
     score(store, str(exclaim_rm), alias="bang")
     perturb(store, PerturbConfig(method="punctuation:mode=exclaim"))
-    (tmp_path / "cues.yaml").write_text(CUES)
-    fs = load_feature_set(str(tmp_path / "cues.yaml"))
-    records = [
-        {"pair_id": r["pair_id"], "chosen": cues(r["chosen"]), "rejected": cues(r["rejected"])}
-        for r in store.read().to_pylist()
-    ]
-    write_labels(store, fs, labels_from_records(fs, records), Recipe("label", "cues", {"labeler": "test"}))
-    label_variants(store, "punctuation", fs, lambda texts: [cues(t.response) for t in texts])
+    label_cues(store, tmp_path)
 
     everyone = robustness(store)
     (pi_all,) = everyone.results[0].robustness_score
