@@ -14,6 +14,16 @@ FLAG_NAMES = ("identical_responses", "context_mismatch", "duplicate_in_source", 
 # Set on stored pairs by a later `seal ingest --on-change update` (not by the ingest that adds a pair).
 UPDATE_FLAG_NAMES = ("removed_from_source",)
 FLAGS = pa.struct([(name, pa.bool_()) for name in FLAG_NAMES + UPDATE_FLAG_NAMES])
+IDENTICAL_FLAG = "flags.identical_responses"  # as a nested column name for reads
+
+
+def has_identical_flag(schema: pa.Schema) -> bool:
+    """Whether pairs of this schema carry ``flags.identical_responses`` (a table built by hand may not)."""
+    if "flags" not in schema.names:
+        return False
+    flags = schema.field("flags").type
+    return pa.types.is_struct(flags) and flags.get_field_index("identical_responses") >= 0
+
 
 PAIRS = pa.schema(
     [

@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 from seal.catalog.featuresets import Feature, FeatureSet
 from seal.catalog.models import score_column
 from seal.errors import SealError
+from seal.schema import IDENTICAL_FLAG, has_identical_flag
 from seal.store import Store
 
 CATEGORICAL = ("ordinal", "onehot")
@@ -169,9 +170,9 @@ def load_pair_data(
     columns = ["pair_id"] + [score_column(a) for a in aliases] + [sets[s].column for s in by_set]
     version = store.version()
     schema = store.schema()
-    has_identical = "flags" in schema.names and schema.field("flags").type.get_field_index("identical_responses") >= 0
+    has_identical = has_identical_flag(schema)
     if has_identical:
-        columns.append("flags.identical_responses")
+        columns.append(IDENTICAL_FLAG)
     data = store.read(list(dict.fromkeys(columns)), version=version)
     scores = {}
     for alias in aliases:
@@ -209,9 +210,7 @@ def load_pair_data(
         dropped=dropped,
         pairs_version=version,
         identical=(
-            np.asarray(data.column("flags.identical_responses").fill_null(False).to_numpy(), dtype=bool)
-            if has_identical
-            else None
+            np.asarray(data.column(IDENTICAL_FLAG).fill_null(False).to_numpy(), dtype=bool) if has_identical else None
         ),
     )
 

@@ -35,6 +35,7 @@ from seal.analysis.stats import mcnemar_exact, proportion
 from seal.catalog.features import stored_feature_sets
 from seal.catalog.models import list_models, model_with_role, score_column
 from seal.errors import SealError
+from seal.schema import IDENTICAL_FLAG, has_identical_flag
 from seal.store import Store
 
 GAMMAS = ("c", "i", "r")
@@ -250,6 +251,31 @@ def gamma_regime_from_arrays(
 
 
 # -- from the store ----------------------------------------------------------------------------------------
+def _gamma_features(store: Store, features: str | Sequence[str]) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
+    """The stored feature sets and the (set, feature) pairs `features` names, in order of importance."""
+    sets = stored_feature_sets(store)
+    selected = resolve_features(sets, list(features) if not isinstance(features, str) else features)
+    for s, f in selected:
+        if f.type == "list":
+            raise SealError(f"γ needs ordered features; `{s}.{f.name}` is a list")
+    return sets, selected
+
+
+def _feature_columns(sets: dict[str, Any], selected: list[tuple[str, Any]]) -> list[str]:
+    return [sets[s].column for s in dict.fromkeys(s for s, _ in selected)]
+
+
+def _gamma(data: Any, sets: dict[str, Any], selected: list[tuple[str, Any]]) -> np.ndarray:
+    """γ per pair (+1/0/−1/NaN) from the label columns of `data`."""
+    chosen, rejected = [], []
+    for s, f in selected:
+        struct = data.column(sets[s].column).combine_chunks()
+        _, c, r = encode_feature(struct, f, "ordinal")
+        chosen.append(c[:, 0])
+        rejected.append(r[:, 0])
+    return labeler_preference(np.column_stack(chosen), np.column_stack(rejected), [f.sign for _, f in selected])
+
+
 def gamma_from_store(
     store: Store, features: str | Sequence[str] = DEFAULT_GAMMA_FEATURES
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -257,37 +283,23 @@ def gamma_from_store(
 
     `features`: names as `seal imprint --features` takes them (``harmless,helpful`` finds
     ``last_response_is_harmless`` and ``last_response_is_helpful``), in order of importance."""
-    sets = stored_feature_sets(store)
-    selected = resolve_features(sets, list(features) if not isinstance(features, str) else features)
-    for s, f in selected:
-        if f.type == "list":
-            raise SealError(f"γ needs ordered features; `{s}.{f.name}` is a list")
-    by_set = list(dict.fromkeys(s for s, _ in selected))
-    data = store.read(["pair_id"] + [sets[s].column for s in by_set])
-    chosen, rejected = [], []
-    for s, f in selected:
-        struct = data.column(sets[s].column).combine_chunks()
-        _, c, r = encode_feature(struct, f, "ordinal")
-        chosen.append(c[:, 0])
-        rejected.append(r[:, 0])
-    gamma = labeler_preference(np.column_stack(chosen), np.column_stack(rejected), [f.sign for _, f in selected])
+    sets, selected = _gamma_features(store, features)
+    data = store.read(["pair_id", *_feature_columns(sets, selected)])
     ids = np.asarray(data.column("pair_id").to_pylist(), dtype=object)
-    return ids, gamma, [f"{s}.{f.name}" for s, f in selected]
+    return ids, _gamma(data, sets, selected), [f"{s}.{f.name}" for s, f in selected]
 
 
-def _scores(store: Store, alias: str, pair_ids: np.ndarray) -> np.ndarray:
+def _score_matrix(data: Any, alias: str) -> np.ndarray:
+    """(n, 2) [chosen, rejected] scores of RM `alias` from `data` (NaN where missing)."""
     import pyarrow.compute as pc
 
-    table = store.read(["pair_id", score_column(alias)])
-    struct = table.column(score_column(alias)).combine_chunks()
-    values = np.column_stack(
+    struct = data.column(score_column(alias)).combine_chunks()
+    return np.column_stack(
         [
             np.asarray(pc.struct_field(struct, side).to_numpy(zero_copy_only=False), dtype=np.float64)
             for side in ("chosen", "rejected")
         ]
     )
-    index = {p: i for i, p in enumerate(table.column("pair_id").to_pylist())}
-    return values[[index[p] for p in pair_ids]]
 
 
 def gamma_regime_table(
@@ -299,7 +311,8 @@ def gamma_regime_table(
     ties: str = DEFAULT_TIE_RULE,
 ) -> GammaRegimeResult:
     """The γ × regime cross-tab of the stored labels and scores under tie rule `ties`. `model` defaults to
-    the RM with role aligned and `control` to the one with role control (None: agreement per γ only)."""
+    the RM with role aligned and `control` to the one with role control (None: agreement per γ only).
+    Labels, scores and the identical-responses flag come from one read of the same rows."""
     check_tie_rule(ties)
     store.require()
     models = list_models(store)
@@ -309,31 +322,24 @@ def gamma_regime_table(
     for alias in (model, control):
         if alias is not None and alias not in models:
             raise SealError(f"no scores for `{alias}`", hint=f"scored models: {', '.join(models) or 'none'}")
-    ids, gamma, names = gamma_from_store(store, features)
-    model_scores = _scores(store, model, ids)
-    control_scores = _scores(store, control, ids) if control else None
+    sets, selected = _gamma_features(store, features)
+    version = store.version()
+    has_identical = has_identical_flag(store.schema())
+    columns = [*_feature_columns(sets, selected), score_column(model)]
+    if control:
+        columns.append(score_column(control))
+    if has_identical:
+        columns.append(IDENTICAL_FLAG)
+    data = store.read(list(dict.fromkeys(columns)), version=version)
+    identical = data.column(IDENTICAL_FLAG).fill_null(False).to_numpy(zero_copy_only=False) if has_identical else None
     return gamma_regime_from_arrays(
-        gamma,
-        model_scores,
-        control_scores,
+        _gamma(data, sets, selected),
+        _score_matrix(data, model),
+        _score_matrix(data, control) if control else None,
         model=model,
         control=control,
-        features=names,
+        features=[f"{s}.{f.name}" for s, f in selected],
         confidence=confidence,
-        identical=_identical(store, ids),
+        identical=identical,
         ties=ties,
     )
-
-
-def _identical(store: Store, pair_ids: np.ndarray) -> np.ndarray:
-    """flags.identical_responses per pair id (False where the store has no such flag)."""
-    import pyarrow.compute as pc
-
-    schema = store.schema()
-    if "flags" not in schema.names or schema.field("flags").type.get_field_index("identical_responses") < 0:
-        return np.zeros(len(pair_ids), bool)
-    table = store.read(["pair_id", "flags"])
-    flags = table.column("flags").combine_chunks()
-    values = pc.struct_field(flags, "identical_responses").fill_null(False).to_numpy(zero_copy_only=False)
-    index = {p: i for i, p in enumerate(table.column("pair_id").to_pylist())}
-    return np.asarray(values, dtype=bool)[[index[p] for p in pair_ids]]

@@ -48,7 +48,6 @@ from seal.analysis.resistance_render import render_text
 from seal.analysis.resistance_results import (
     DEFAULT_TIE_RULE,
     DEFINITIONS,
-    IDENTICAL_FLAG,
     TIE_RULES,
     Agreement,
     Coverage,
@@ -64,6 +63,7 @@ from seal.analysis.resistance_results import (
 from seal.analysis.stats import DEFAULT_CONFIDENCE
 from seal.catalog.models import list_models
 from seal.errors import SealError, StoreError
+from seal.schema import IDENTICAL_FLAG, has_identical_flag
 from seal.store import Store
 
 
@@ -159,10 +159,7 @@ def resistance(
     columns = [f"{model_ref.column}.chosen", f"{model_ref.column}.rejected"]
     if control_ref is not None:
         columns += [f"{control_ref.column}.chosen", f"{control_ref.column}.rejected"]
-    flags = schema.field("flags").type if "flags" in schema.names else None
-    has_identical = (
-        flags is not None and pa.types.is_struct(flags) and flags.get_field_index("identical_responses") >= 0
-    )
+    has_identical = has_identical_flag(schema)
     if has_identical:
         columns.append(IDENTICAL_FLAG)
     if by is not None:

@@ -11,7 +11,6 @@ from seal.analysis.resistance_render import render_text
 from seal.analysis.stats import Distribution, McNemarResult, Proportion, SignTestResult
 from seal.errors import SealError
 
-IDENTICAL_FLAG = "flags.identical_responses"
 MAX_GROUPS = 1000
 REGIMES = (
     # name, control agrees, model agrees
