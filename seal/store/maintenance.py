@@ -81,11 +81,6 @@ class Maintenance(SideTables):
             )
         return out
 
-    def tags(self) -> dict[str, int]:
-        """Tag name -> version of `pairs`."""
-        self.require()
-        return {name: int(info["version"]) for name, info in self._dataset(PAIRS).tags.list().items()}
-
     @writes
     def tag(self, name: str, version: int | None = None) -> dict[str, Any]:
         """Tag a version of `pairs` (the current one by default)."""

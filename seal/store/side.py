@@ -39,11 +39,6 @@ class SideTables(Writes):
             table.add(align(rows, table.schema))
 
     @writes
-    def work_create(self, column: str, row_schema: pa.Schema) -> None:
-        """Create the (empty) checkpoint table of `column` if it does not exist."""
-        self._open_or_create(WORK_PREFIX + column, row_schema)
-
-    @writes
     def work_delete(self, column: str, where: Where) -> None:
         """Delete the checkpoint rows of `column` matching `where` (e.g. rows of another recipe)."""
         if self.work_exists(column):
@@ -79,10 +74,6 @@ class SideTables(Writes):
         table = self._open_or_create(self._side_name(name), table_schema)
         if rows.num_rows:
             table.add(align(rows, table.schema))
-
-    @writes
-    def side_create(self, name: str, table_schema: pa.Schema) -> None:
-        self._open_or_create(self._side_name(name), table_schema)
 
     @writes
     def side_delete(self, name: str, where: Where) -> None:

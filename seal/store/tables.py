@@ -69,9 +69,6 @@ class Tables:
                 names.append(entry.stem)
         return names
 
-    def has_table(self, name: str) -> bool:
-        return name in self.table_names()
-
     def _aborted(self, name: str) -> bool:
         """A table folder without a committed version: a create that failed (disk full) or was killed."""
         versions = self.path / f"{name}.lance" / "_versions"

@@ -19,7 +19,6 @@ from seal.store.base import (
     RUNS,
     WORK_PREFIX,
     RunRecord,
-    Where,
     align,
     last_per_key,
     writes,
@@ -62,13 +61,6 @@ class Writes(Reads):
         doomed = pa.array(sorted(set(delete_ids)), pa.string())
         if len(doomed):
             self._dataset(PAIRS).delete(pc.field("pair_id").isin(doomed))
-        return self.version(PAIRS)
-
-    @writes
-    def delete_pairs(self, where: Where) -> int:
-        """Delete the pairs matching `where`; returns the `pairs` version after the write."""
-        self.require()
-        self._dataset(PAIRS).delete(where)
         return self.version(PAIRS)
 
     @writes
@@ -129,23 +121,6 @@ class Writes(Reads):
         if run is not None:
             self.record_run(_with_version(run, version))
         return version
-
-    @writes
-    def null_columns(self, columns: Iterable[str], where: Where) -> int:
-        """Set the given annotation columns to null on the pairs matching `where` (e.g. pairs whose content
-        changed, so their annotations are recomputed). Returns the new `pairs` version."""
-        self.require()
-        names = [c for c in columns if c not in INGEST_OWNED]
-        if not names:
-            return self.version(PAIRS)
-        table = self._table(PAIRS)
-        values = {f"`{c}`": "NULL" for c in names if c in table.schema.names}
-        if values:
-            where_sql = where if isinstance(where, str) else None
-            if where_sql is None:
-                raise StoreError("null_columns needs a SQL filter")
-            table.update(where=where_sql, values_sql=values)
-        return self.version(PAIRS)
 
     @writes
     def forget_work_rows(self, ids: Iterable[str]) -> int:
