@@ -17,35 +17,7 @@ from seal.errors import SealError
 
 __version__ = "0.1.0"
 
-_VERBS = (
-    "open_store",
-    "ingest",
-    "score",
-    "import_scores",
-    "label",
-    "embed",
-    "perturb",
-    "resistance",
-    "imprint",
-    "robustness",
-    "confusing",
-    "plan",
-    "run",
-    "stats",
-    "show",
-    "quarantined",
-    "versions",
-    "tag",
-    "optimize",
-    "models",
-    "findings",
-    "similar",
-    "import_features",
-    "labeler_regime",
-    "perturb_ops",
-    "validate_spec",
-)
-_LAZY = {"IngestResult": "seal.ingest", "Store": "seal.store", **dict.fromkeys(_VERBS, "seal.api")}
+_NOT_VERBS = frozenset({"IngestResult", "SealError", "Store", "__version__"})
 # Modules whose absence makes the lazy names absent instead of an import error (a bare GPU machine).
 _OPTIONAL = frozenset({"lancedb", "lance", "pyarrow", "pandas", "datasets"})
 
@@ -133,3 +105,10 @@ __all__ = [
     "validate_spec",
     "versions",
 ]
+
+# Every exported name but these few is a verb of the Python API (seal.api), imported on first use.
+_LAZY = {
+    "IngestResult": "seal.ingest",
+    "Store": "seal.store",
+    **{name: "seal.api" for name in __all__ if name not in _NOT_VERBS},
+}
