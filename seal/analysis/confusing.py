@@ -88,6 +88,22 @@ def check_kinds(kinds: Sequence[str] | str | None) -> tuple[str, ...]:
     return tuple(k for k in KINDS if k in kinds)
 
 
+@dataclass(frozen=True)
+class ConfusingOptions:
+    """How confusing entries are found: every option of `seal confusing` but the kinds and the listing limit.
+    `threshold`, when given, sets the cosine threshold of the kinds asked for (near-identical responses and
+    near-duplicate pairs)."""
+
+    threshold: float | None = None
+    near_identical_threshold: float = NEAR_IDENTICAL_THRESHOLD
+    duplicate_threshold: float = DUPLICATE_THRESHOLD
+    edit_threshold: float = EDIT_THRESHOLD
+    n_clusters: int | None = None
+    method: str = "kmeans"
+    seed: int = 0
+    max_neighbors: int = MAX_NEIGHBORS
+
+
 @dataclass
 class ConfusingAnnotations:
     """What one confusing analysis found per pair (row order of `pair_ids`), for the findings stage to store:
@@ -113,24 +129,24 @@ def _num(x: Any) -> float | None:
 
 
 def find_confusing(
-    store: Store,
-    kinds: Sequence[str] | str | None = None,
-    *,
-    threshold: float | None = None,
-    near_identical_threshold: float = NEAR_IDENTICAL_THRESHOLD,
-    duplicate_threshold: float = DUPLICATE_THRESHOLD,
-    edit_threshold: float = EDIT_THRESHOLD,
-    n_clusters: int | None = None,
-    method: str = "kmeans",
-    seed: int = 0,
-    max_neighbors: int = MAX_NEIGHBORS,
-    limit: int | None = 50,
+    store: Store, kinds: Sequence[str] | str | None = None, *, limit: int | None = 50, **options: Any
 ) -> tuple[ConfusingResult, ConfusingAnnotations]:
     """Find the confusing entries of the store (see the module docstring): the result, and what was found
-    per pair for the findings stage to store. Reads only.
-
-    `threshold`, when given, sets the cosine threshold of the kinds asked for: near-identical responses
-    and near-duplicate pairs (duplicates, contradictions)."""
+    per pair for the findings stage to store. Reads only. `options` are the fields of `ConfusingOptions`;
+    `limit` bounds the findings listed in the result."""
+    opts = ConfusingOptions(**options)
+    threshold, near_identical_threshold, duplicate_threshold = (
+        opts.threshold,
+        opts.near_identical_threshold,
+        opts.duplicate_threshold,
+    )
+    edit_threshold, n_clusters, method, seed, max_neighbors = (
+        opts.edit_threshold,
+        opts.n_clusters,
+        opts.method,
+        opts.seed,
+        opts.max_neighbors,
+    )
     t0 = time.perf_counter()
     store.require()
     kinds_t = check_kinds(kinds)
@@ -369,34 +385,12 @@ def find_confusing(
 
 
 def confusing(
-    store: Store,
-    kinds: Sequence[str] | str | None = None,
-    *,
-    threshold: float | None = None,
-    near_identical_threshold: float = NEAR_IDENTICAL_THRESHOLD,
-    duplicate_threshold: float = DUPLICATE_THRESHOLD,
-    edit_threshold: float = EDIT_THRESHOLD,
-    n_clusters: int | None = None,
-    method: str = "kmeans",
-    seed: int = 0,
-    max_neighbors: int = MAX_NEIGHBORS,
-    limit: int | None = 50,
+    store: Store, kinds: Sequence[str] | str | None = None, *, limit: int | None = 50, **options: Any
 ) -> ConfusingResult:
-    """The confusing entries of the store (see `find_confusing`), without storing anything: `seal confusing`
-    stores them through the findings stage (seal.annotate.findings)."""
-    result, _found = find_confusing(
-        store,
-        kinds,
-        threshold=threshold,
-        near_identical_threshold=near_identical_threshold,
-        duplicate_threshold=duplicate_threshold,
-        edit_threshold=edit_threshold,
-        n_clusters=n_clusters,
-        method=method,
-        seed=seed,
-        max_neighbors=max_neighbors,
-        limit=limit,
-    )
+    """The confusing entries of the store (see `find_confusing`; `options` are the fields of
+    `ConfusingOptions`), without storing anything: `seal confusing` stores them through the findings stage
+    (seal.annotate.findings)."""
+    result, _found = find_confusing(store, kinds, limit=limit, **options)
     return result
 
 

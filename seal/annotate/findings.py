@@ -19,6 +19,7 @@ import hashlib
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -26,11 +27,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from seal.analysis.confusing import (
-    DUPLICATE_THRESHOLD,
-    EDIT_THRESHOLD,
-    MAX_NEIGHBORS,
-    NEAR_IDENTICAL_THRESHOLD,
     ConfusingAnnotations,
+    ConfusingOptions,
     ConfusingResult,
     check_kinds,
     find_confusing,
@@ -57,31 +55,9 @@ class FindingsStage:
     """Find the confusing entries of the store and store them (see the module docstring). The options are
     those of `seal.analysis.confusing.find_confusing`; `limit` only bounds the findings listed in the result."""
 
-    def __init__(
-        self,
-        kinds: Sequence[str] | str | None = None,
-        *,
-        threshold: float | None = None,
-        near_identical_threshold: float = NEAR_IDENTICAL_THRESHOLD,
-        duplicate_threshold: float = DUPLICATE_THRESHOLD,
-        edit_threshold: float = EDIT_THRESHOLD,
-        n_clusters: int | None = None,
-        method: str = "kmeans",
-        seed: int = 0,
-        max_neighbors: int = MAX_NEIGHBORS,
-        limit: int | None = 50,
-    ) -> None:
+    def __init__(self, kinds: Sequence[str] | str | None = None, *, limit: int | None = 50, **options: Any) -> None:
         self.kinds = check_kinds(kinds)
-        self.options: dict[str, Any] = {
-            "threshold": threshold,
-            "near_identical_threshold": near_identical_threshold,
-            "duplicate_threshold": duplicate_threshold,
-            "edit_threshold": edit_threshold,
-            "n_clusters": n_clusters,
-            "method": method,
-            "seed": seed,
-            "max_neighbors": max_neighbors,
-        }
+        self.options: dict[str, Any] = asdict(ConfusingOptions(**options))  # the recipe's params, defaults filled
         self.limit = limit
         self.recipe = Recipe(STAGE, FINDINGS, {"kinds": list(self.kinds), **self.options}, STAGE_VERSION)
 
