@@ -61,7 +61,7 @@ class Reads(Tables):
 
     def count(self, where: Where = None, *, table: str = PAIRS) -> int:
         """Rows of `table` matching `where` (0 when the table does not exist)."""
-        if table not in self.table_names():
+        if self._missing(table):
             return 0
         return int(self._dataset(table).count_rows(filter=where))
 
@@ -87,14 +87,14 @@ class Reads(Tables):
 
     def pair_ids(self, dataset: str | None = None) -> pa.ChunkedArray:
         """All pair ids (optionally of one dataset), read from the pair_id column only."""
-        if PAIRS not in self.table_names():
+        if self._missing(PAIRS):
             return pa.chunked_array([], type=pa.string())
         flt = None if dataset is None else pc.field("dataset") == dataset
         return self._dataset(PAIRS).to_table(columns=["pair_id"], filter=flt).column("pair_id")
 
     def pair_contents(self, dataset: str) -> pa.Table:
         """pair_id and content_hash of one dataset's pairs (empty when there are none)."""
-        if PAIRS not in self.table_names():
+        if self._missing(PAIRS):
             return pa.table({"pair_id": pa.array([], pa.string()), "content_hash": pa.array([], pa.string())})
         return self._dataset(PAIRS).to_table(columns=["pair_id", "content_hash"], filter=pc.field("dataset") == dataset)
 
@@ -107,7 +107,7 @@ class Reads(Tables):
 
     def runs(self, stage: str | None = None) -> list[dict[str, Any]]:
         """Run records, oldest first, with recipe and provenance decoded."""
-        if RUNS not in self.table_names():
+        if self._missing(RUNS):
             return []
         flt = None if stage is None else pc.field("stage") == stage
         rows = self._dataset(RUNS).to_table(filter=flt).to_pylist()
@@ -119,7 +119,7 @@ class Reads(Tables):
 
     def quarantine(self, where: Where = None, columns: Sequence[str] | None = None) -> pa.Table:
         """Quarantined rows (an empty table when none were ever quarantined)."""
-        if QUARANTINE not in self.table_names():
+        if self._missing(QUARANTINE):
             from seal import schema
 
             empty = pa.Table.from_pylist([], schema=schema.QUARANTINE)

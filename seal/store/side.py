@@ -17,7 +17,7 @@ class SideTables(Writes):
 
     # -- checkpoints ---------------------------------------------------------------------------------
     def work_exists(self, column: str) -> bool:
-        return WORK_PREFIX + column in self.table_names()
+        return not self._missing(WORK_PREFIX + column)
 
     def work_read(self, column: str, columns: Sequence[str] | None = None, where: Where = None) -> pa.Table | None:
         """The checkpoint rows of the stage filling `column` (None when it has no checkpoint)."""
@@ -47,7 +47,7 @@ class SideTables(Writes):
     @writes
     def drop_work_table(self, column: str) -> None:
         name = WORK_PREFIX + column
-        if name in self.table_names():
+        if not self._missing(name):
             self._connection().drop_table(name)
 
     # -- side tables -----------------------------------------------------------------------------------
@@ -57,7 +57,7 @@ class SideTables(Writes):
         return name
 
     def side_exists(self, name: str) -> bool:
-        return self._side_name(name) in self.table_names()
+        return not self._missing(self._side_name(name))
 
     def side_read(self, name: str, columns: Sequence[str] | None = None, where: Where = None) -> pa.Table | None:
         """Rows of side table `name` (None when it does not exist)."""

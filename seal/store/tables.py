@@ -41,7 +41,7 @@ class Tables:
         """The Lance dataset of table `name` at its latest (or a given) version."""
         import lance
 
-        if name not in self.table_names():
+        if self._missing(name):
             raise StoreError(f"the store at {self.path} has no `{name}` table")
         return lance.dataset(self._uri(name), version=version)
 
@@ -57,7 +57,7 @@ class Tables:
 
     # -- tables ------------------------------------------------------------------------------------
     def exists(self) -> bool:
-        return self.path.is_dir() and PAIRS in self.table_names()
+        return not self._missing(PAIRS)
 
     def table_names(self) -> list[str]:
         """The tables of the store (a folder `<name>.lance` with at least one committed version)."""
@@ -65,12 +65,13 @@ class Tables:
             return []
         names = []
         for entry in sorted(self.path.iterdir()):
-            if entry.suffix == ".lance" and entry.is_dir() and not self._aborted(entry.stem):
+            if entry.suffix == ".lance" and entry.is_dir() and not self._missing(entry.stem):
                 names.append(entry.stem)
         return names
 
-    def _aborted(self, name: str) -> bool:
-        """A table folder without a committed version: a create that failed (disk full) or was killed."""
+    def _missing(self, name: str) -> bool:
+        """No committed version of table `name`: it is absent, or its create failed (disk full) or was killed.
+        Looks at that table's folder only, so a read need not list the whole store."""
         versions = self.path / f"{name}.lance" / "_versions"
         return not versions.is_dir() or not any(versions.glob("*.manifest"))
 
@@ -78,17 +79,17 @@ class Tables:
         """Create an empty table; a create that fails leaves no folder behind."""
         self.path.mkdir(parents=True, exist_ok=True)
         folder = self.path / f"{name}.lance"
-        if folder.exists() and self._aborted(name):  # left by an earlier failed create
+        if folder.exists() and self._missing(name):  # left by an earlier failed create
             shutil.rmtree(folder)
         try:
             return self._connection().create_table(name, schema=schema)
         except Exception:
-            if folder.exists() and self._aborted(name):
+            if folder.exists() and self._missing(name):
                 shutil.rmtree(folder, ignore_errors=True)
             raise
 
     def _open_or_create(self, name: str, schema: pa.Schema | None = None) -> Any:
-        if name in self.table_names():
+        if not self._missing(name):
             return self._table(name)
         return self._create_table(name, schema if schema is not None else SCHEMAS[name])
 
