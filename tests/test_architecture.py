@@ -28,7 +28,7 @@ ANALYSES = ("seal.analysis",)
 # Outputs turn stored columns and analysis results into files (exports, the Hub card, the HTML report): they read
 # like analyses and never run a stage.
 OUTPUTS = ("seal.export", "seal.report")
-LANCE = ("lancedb", "lance")
+LANCE = ("lancedb", "lance", "lance_ray")
 COMMANDS = ("seal.commands",)
 # What a command may import of seal: the Python API, the other command modules (shared options), errors and
 # rendering, the CLI's JSON Schemas, the device choices of --device/--dtype and the exit rule of a stage's result.

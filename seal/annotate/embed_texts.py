@@ -14,6 +14,7 @@ import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -70,8 +71,11 @@ class TextVectors:
         commit_texts: int = COMMIT_TEXTS,
         commit_seconds: float = COMMIT_SECONDS,
         after_commit: AfterCommit | None = None,
+        runner: Any = None,
     ):
+        """`runner`: a `seal.distributed` runner to encode on (Ray actors), or None to encode here."""
         self.store = store
+        self.runner = runner
         self.encoder = encoder
         self.commit_texts = max(1, int(commit_texts))
         self.commit_seconds = float(commit_seconds)
@@ -150,6 +154,8 @@ class TextVectors:
     def _encode_pending(
         self, pending: list[str], first_text: dict[str, tuple[str, str]], fingerprint: str, show_progress: bool
     ) -> dict[str, np.ndarray]:
+        if self.runner is not None:  # the actors load the encoder; the driver never does
+            return self._encode_on_ray(pending, first_text, fingerprint, min(self.commit_texts, 4096))
         enc = self.encoder
         enc.load()
         schema = work_schema(enc.dim)
@@ -195,4 +201,47 @@ class TextVectors:
                 if buffered >= self.commit_texts or time.perf_counter() - last_commit >= self.commit_seconds:
                     commit()
             commit()
+        return found
+
+    def _encode_on_ray(
+        self,
+        pending: list[str],
+        first_text: dict[str, tuple[str, str]],
+        fingerprint: str,
+        chunk: int,
+    ) -> dict[str, np.ndarray]:
+        """Encode the pending texts on Ray actors (each holding this encoder), checkpointing each batch."""
+        from seal.annotate.batch_fns import EncodeBatches
+
+        blocks = []
+        for start in range(0, len(pending), chunk):
+            keys = pending[start : start + chunk]
+            blocks.append(
+                pa.table(
+                    {
+                        "key": pa.array(keys, pa.string()),
+                        "side": pa.array([first_text[k][0] for k in keys], pa.string()),
+                        "text": pa.array([first_text[k][1] for k in keys], pa.string()),
+                    }
+                )
+            )
+        found: dict[str, np.ndarray] = {}
+        committed = 0
+        dataset = self.runner.from_arrow(blocks)
+        use_gpu = getattr(self.encoder, "device_request", "auto") in ("auto", "cuda")
+        for out in self.runner.map(EncodeBatches(self.encoder), dataset, batch_rows=chunk, use_gpu=use_gpu):
+            schema = work_schema(out.schema.field("vector").type.list_size)
+            mat, _ = vector_matrix(out.column("vector"))
+            keys = out.column("key").to_pylist()
+            for j, k in enumerate(keys):
+                found[k] = mat[j]
+            rows = pa.Table.from_arrays(
+                [out.column("key"), pa.array([fingerprint] * len(keys), pa.string()), out.column("vector")],
+                schema=schema,
+            )
+            self.store.work_append(WORK_COLUMN, rows, schema)
+            self.counts.commits += 1
+            committed += len(keys)
+            if self.after_commit is not None:
+                self.after_commit(self.counts.commits, committed)
         return found

@@ -59,6 +59,7 @@ from seal.catalog.embeddings import (
     pair_vectors,
     vectors_array,
 )
+from seal.distributed import EngineOptions, engine_options, runner_for
 from seal.engines.encoder import DEFAULT_BATCH_SIZE, DEFAULT_MODEL, ResolvedModel, TextEncoder, resolve_model
 from seal.errors import SealError
 from seal.pipeline import PENDING, STALE, UP_TO_DATE, Plan, register_stage, run_stage
@@ -204,8 +205,12 @@ class EmbedStage:
         commit_seconds: float = COMMIT_SECONDS,
         after_commit: AfterCommit | None = None,
         encoder: TextEncoder | None = None,
+        engine: EngineOptions | None = None,
     ):
+        """`engine`: where the encoder runs (local, the default, or Ray actors each holding this encoder)."""
         self.options = options or EmbedOptions()
+        self.engine = engine or EngineOptions()
+        self.engine_stats: dict[str, Any] = {}
         self.fields = check_fields(self.options.fields)
         self.index = index
         self.index_threshold = int(index_threshold)
@@ -391,12 +396,14 @@ class EmbedStage:
         timings: dict[str, float] = {}
         vectors: dict[str, np.ndarray] = {}
         rows = None
+        runner = runner_for(self.engine) if work.todo else None
         texts = TextVectors(
             store,
             enc,
             commit_texts=self.commit_texts,
             commit_seconds=self.commit_seconds,
             after_commit=self.after_commit,
+            runner=runner,
         )
         if work.todo:
             t_read = time.perf_counter()
@@ -413,7 +420,12 @@ class EmbedStage:
         result.pairs_version = version
         result.pairs_embedded = work.todo
         result.dim = next(iter(vectors.values())).shape[1] if vectors else None
+        if runner is not None:
+            self.engine_stats = runner.provenance()
+            timings["ray_start"] = runner.start_seconds
         result.texts_encoded = int(enc.stats["texts"] - stats0["texts"])
+        if runner is not None:  # the encoder's counters live in the actors
+            result.texts_encoded = result.texts_unique - result.texts_resumed
         result.texts_truncated = int(enc.stats["truncated"] - stats0["truncated"])
         encode = enc.encode_seconds - encode0
         timings["load_model"] = enc.load_seconds - load0
@@ -492,6 +504,7 @@ class EmbedStage:
         written together)."""
         provenance = {
             **self.encoder.provenance(),
+            "engine": self.engine_stats or self.engine.to_json(),
             "pairs_embedded": result.pairs_embedded,
             "texts_needed": result.texts_needed,
             "texts_unique": result.texts_unique,
@@ -537,6 +550,7 @@ def embed(
     commit_seconds: float = COMMIT_SECONDS,
     after_commit: AfterCommit | None = None,
     encoder: TextEncoder | None = None,
+    engine: EngineOptions | str | None = None,
 ) -> EmbedResult:
     """Embed every pair that lacks the ``emb_<field>`` columns under this recipe (see `seal embed --help`;
     `batch_size` "auto" is 64 texts): build the stage, plan it and run that plan (`seal.pipeline.run_stage`)."""
@@ -557,6 +571,7 @@ def embed(
         commit_seconds=commit_seconds,
         after_commit=after_commit,
         encoder=encoder,
+        engine=engine_options(engine),
     )
     outcome = run_stage(store, stage, show_progress=show_progress)
     return outcome.result if outcome.result is not None else stage.up_to_date(store, outcome.plan)
@@ -564,4 +579,6 @@ def embed(
 
 @register_stage(STAGE, section="embeddings", order=30)
 def build_embed(entry: dict[str, Any], spec: Spec) -> EmbedStage:
-    return EmbedStage(EmbedOptions.from_entry(entry, spec))
+    entry = dict(entry)
+    engine = engine_options(entry.pop("engine", None) or spec.document.get("engine"))
+    return EmbedStage(EmbedOptions.from_entry(entry, spec), engine=engine)

@@ -25,7 +25,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from seal.annotate.batch_fns import ScoreBatches, score_rows, score_schema
 from seal.catalog.models import ROLES, SCORE_TYPE, check_alias, default_alias, score_column
+from seal.distributed import EngineOptions, engine_options, runner_for
 from seal.engines.scoring import RewardModel, parse_batch_size
 from seal.errors import SealError
 from seal.pipeline import DONE, PENDING, STALE, UP_TO_DATE, Plan, register_stage, run_stage
@@ -180,7 +182,9 @@ class ScoreStage:
         chunk_pairs: int = CHUNK_PAIRS,
         after_commit: AfterCommit | None = None,
         reward_model: RewardModel | None = None,
+        engine: EngineOptions | None = None,
     ):
+        """`engine`: where the reward model runs (local, the default, or Ray actors; see seal.distributed)."""
         if options.role is not None and options.role not in ROLES:
             raise SealError(f"unknown role `{options.role}`", hint=f"use one of {', '.join(ROLES)}")
         self.options = options
@@ -192,6 +196,8 @@ class ScoreStage:
         self.commit_seconds = float(commit_seconds)
         self.chunk_pairs = max(1, min(int(chunk_pairs), self.commit_rows))
         self.after_commit = after_commit
+        self.engine = engine or EngineOptions()
+        self.engine_stats: dict[str, Any] = {}
         self.rm = reward_model or RewardModel(
             options.model,
             revision=options.revision,
@@ -359,10 +365,19 @@ class ScoreStage:
         result = self._result("done", "", state)
         stats_before = dict(asdict(self.rm.stats))
         if len(state.todo):
-            self._score_missing(store, state.todo, result, show_progress)
+            runner = runner_for(self.engine)
+            if runner is None:
+                self._score_missing(store, state.todo, result, show_progress)
+            else:
+                self._score_on_ray(runner, store, state.todo, result)
         stats = asdict(self.rm.stats)
         delta = {k: stats[k] - stats_before[k] for k in stats}
         self._count(result, delta, t0)
+        if self.engine.is_ray:  # the engine's counters live in the actors: count what came back
+            result.texts_scored = 2 * result.pairs_scored
+            result.timings["ray_start"] = self.engine_stats.get("ray_start_seconds", 0.0)
+            if result.pairs_scored and result.seconds > 0:
+                result.pairs_per_second = round(result.pairs_scored / result.seconds, 2)
         rescored = bool(len(state.todo) or state.work_ids)
         result.reason = (
             f"scored {result.pairs_scored:,} pairs"
@@ -422,6 +437,7 @@ class ScoreStage:
             "commits": result.commits,
             "pairs_per_second": result.pairs_per_second,
             "timings": result.timings,
+            "engine": self.engine_stats or self.engine.to_json(),
             "scoring": self.rm.stats.to_json(),
             **self.rm.provenance(),
         }
@@ -463,27 +479,25 @@ class ScoreStage:
 
         with progress_bar(show_progress, total=2 * len(todo), desc=f"Scoring {self.alias}", unit="texts") as bar:
             for rows in self._chunks(store, todo):
-                contexts = rows.column("context").to_pylist()
-                chosen = rows.column("chosen").to_pylist()
-                rejected = rows.column("rejected").to_pylist()
-                items = [
-                    (ctx or [], text or "") for ctx, text in zip(contexts + contexts, chosen + rejected, strict=True)
-                ]
-                values = self.rm.score(items, batch_size=self.batch_size, progress=bar.update)
-                n = rows.num_rows
-                scores = pa.StructArray.from_arrays(
-                    [pa.array(values[:n], pa.float64()), pa.array(values[n:], pa.float64())],
-                    fields=list(SCORE_TYPE),
-                )
-                buffer.append(
-                    pa.Table.from_arrays(
-                        [rows.column("pair_id"), scores, pa.array([fingerprint] * n, pa.string())], schema=schema
-                    )
-                )
-                buffered += n
+                buffer.append(score_rows(self.rm, rows, self.column, fingerprint, self.batch_size, bar.update))
+                buffered += rows.num_rows
                 if buffered >= self.commit_rows or time.perf_counter() - last_commit >= self.commit_seconds:
                     commit()
             commit()
+
+    def _score_on_ray(self, runner: Any, store: Store, todo: pa.Array, result: ScoreResult) -> None:
+        """Score the planned pairs on Ray actors (each holding this stage's reward model), reading them from
+        the store's fragments; each batch that comes back is checkpointed, so a killed run resumes."""
+        dataset, _ = store.ray_dataset(PAIR_COLUMNS, todo)
+        make = ScoreBatches(self.rm, self.column, self.recipe.fingerprint(), self.batch_size)
+        use_gpu = self.options.device in ("auto", "cuda")
+        for rows in runner.map(make, dataset, batch_rows=self.chunk_pairs, use_gpu=use_gpu):
+            store.work_append(self.column, rows.cast(score_schema(self.column)), _work_schema(self.column))
+            result.commits += 1
+            result.pairs_scored += rows.num_rows
+            if self.after_commit is not None:
+                self.after_commit(result.commits, result.pairs_scored)
+        self.engine_stats = runner.provenance()
 
     def _column_values(self, store: Store, state: ScoreWork) -> pa.Table:
         """The column's values: those kept (same recipe) plus the checkpoint's."""
@@ -534,10 +548,11 @@ def score(
     commit_seconds: float = COMMIT_SECONDS,
     after_commit: AfterCommit | None = None,
     on_start: Callable[[ScoreStage], None] | None = None,
+    engine: EngineOptions | str | None = None,
 ) -> ScoreResult:
     """Score every pair of the store that lacks `score_<alias>` under this recipe (see `seal score --help`;
     `prefix_sharing` is auto | on | off, `compile` runs the model through torch.compile; `on_start(stage)` is
-    called once the stage is built, before scoring)."""
+    called once the stage is built, before scoring; `engine` is `local` (default), `ray` or `EngineOptions`)."""
     store.require()
     if prefix_sharing not in PREFIX_SHARING:
         raise SealError(f"unknown prefix sharing `{prefix_sharing}`", hint="use auto, on or off")
@@ -558,7 +573,12 @@ def score(
         compile=compile,
     )
     stage = ScoreStage(
-        options, replace=replace, commit_rows=commit_rows, commit_seconds=commit_seconds, after_commit=after_commit
+        options,
+        replace=replace,
+        commit_rows=commit_rows,
+        commit_seconds=commit_seconds,
+        after_commit=after_commit,
+        engine=engine_options(engine),
     )
     if on_start is not None:
         on_start(stage)
@@ -567,4 +587,6 @@ def score(
 
 @register_stage(STAGE, section="reward_models", order=10)
 def build_score(entry: dict[str, Any], spec: Spec) -> ScoreStage:
-    return ScoreStage(ScoreOptions.from_entry(entry, spec))
+    entry = dict(entry)
+    engine = entry.pop("engine", None) or spec.document.get("engine")
+    return ScoreStage(ScoreOptions.from_entry(entry, spec), engine=engine_options(engine))

@@ -56,7 +56,7 @@ def get_store(ctx: click.Context) -> Store:
     from seal.api import open_store
 
     obj = ctx.find_root().obj or {}
-    return open_store(obj.get("store") or None)
+    return open_store(obj.get("store") or None, storage_options=obj.get("storage_options") or None)
 
 
 def json_option(func: Callable[..., Any]) -> Callable[..., Any]:

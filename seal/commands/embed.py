@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from seal import api
 from seal.commands.common import emit_json, get_store, json_option, silent_option
-from seal.commands.options import batch_size_option, device_option, dtype_option
+from seal.commands.options import batch_size_option, device_option, dtype_option, engine_options
 
 
 @click.command("embed")
@@ -39,6 +41,7 @@ from seal.commands.options import batch_size_option, device_option, dtype_option
     help="Rows from which vector search uses an IVF-PQ index (exact search below).",
 )
 @click.option("--no-index", is_flag=True, help="Do not build or refresh indexes.")
+@engine_options
 @json_option
 @silent_option
 @click.pass_context
@@ -54,6 +57,7 @@ def embed_command(
     no_index: bool,
     json_: bool,
     silent: bool,
+    engine: Any = None,
 ) -> None:
     """Embed every pair's context, responses and the pair (emb_<field> columns), then index them.
 
@@ -76,6 +80,7 @@ def embed_command(
         index=not no_index,
         index_threshold=index_threshold,
         show_progress=not silent,
+        **({"engine": engine} if engine is not None else {}),
     )
     if json_:
         emit_json(result.to_json())

@@ -9,7 +9,7 @@ import click
 
 from seal import api, outcome
 from seal.commands.common import emit_json, get_store, json_option, silent_option
-from seal.commands.options import llm_endpoint_options
+from seal.commands.options import engine_options, llm_endpoint_options
 from seal.render import table
 
 LABELERS = ("heuristics", "llm")
@@ -101,6 +101,7 @@ def llm_options(func: Callable[..., Any]) -> Callable[..., Any]:
     help="heuristics: processes for the sentiment measure (default: CPUs, at most 8). Not part of the recipe.",
 )
 @llm_options
+@engine_options
 @json_option
 @silent_option
 @click.pass_context
@@ -114,6 +115,7 @@ def label_command(
     workers: int | None,
     json_: bool,
     silent: bool,
+    engine: Any = None,
     **llm: Any,
 ) -> None:
     """Label both responses of every pair with a feature set, into column features_<set>.
@@ -149,6 +151,7 @@ def label_command(
             dry_run=dry_run,
             show_progress=not silent,
             **options,
+            **({"engine": engine} if engine is not None else {}),
         )
     else:
         if llm:
@@ -164,6 +167,7 @@ def label_command(
             dry_run=dry_run,
             workers=workers,
             show_progress=not silent,
+            **({"engine": engine} if engine is not None else {}),
         )
     if json_:
         emit_json(result.to_json())

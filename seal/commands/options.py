@@ -3,6 +3,7 @@ same name, type, default and help wherever they appear."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -132,3 +133,71 @@ def llm_endpoint_options(prefix_help: str = "") -> Callable[[F], F]:
         return function
 
     return decorate
+
+
+ENGINE_CHOICES = ("local", "ray")  # seal.api.ENGINES, spelled here so that --help needs no import
+
+
+def engine_options(function: F) -> F:
+    """`--engine local|ray` and the Ray settings (`--ray-address`, `--ray-actors`, `--ray-actors-per-gpu`,
+    `--ray-cpus-per-actor`, `--ray-batch-rows`), handed to the command as one `engine` argument (None for
+    local, else the verb's `engine=` value). Where the engine runs is never part of a recipe."""
+    options = [
+        click.option(
+            "--engine",
+            type=click.Choice(ENGINE_CHOICES),
+            default="local",
+            show_default=True,
+            help="Where the model runs: local (this process) or ray (Ray Data actors; pip install 'seal-audit[ray]').",
+        ),
+        click.option(
+            "--ray-address",
+            metavar="ADDRESS",
+            envvar="RAY_ADDRESS",
+            help="Ray cluster to use (ray://host:10001 or auto; env RAY_ADDRESS); default: start a local Ray.",
+        ),
+        click.option(
+            "--ray-actors",
+            type=click.IntRange(min=1),
+            help="Actors in the pool (default: GPUs x --ray-actors-per-gpu, else CPUs - 1).",
+        ),
+        click.option(
+            "--ray-actors-per-gpu",
+            type=click.IntRange(min=1),
+            default=1,
+            show_default=True,
+            help="Actors sharing one GPU.",
+        ),
+        click.option(
+            "--ray-cpus-per-actor",
+            type=click.FloatRange(min=0, min_open=True),
+            default=1.0,
+            show_default=True,
+            help="CPUs each actor reserves.",
+        ),
+        click.option(
+            "--ray-batch-rows",
+            type=click.IntRange(min=1),
+            help="Rows per batch sent to an actor (also the checkpoint unit); default: the stage's own.",
+        ),
+    ]
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return function(*args, engine=engine_from(kwargs), **kwargs)
+
+    command: F = wrapper  # type: ignore[assignment]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def engine_from(options: dict[str, Any]) -> Any:
+    """Pop the engine options out of a command's keyword arguments: the `engine=` value for seal.api."""
+    from seal import api
+
+    kind = options.pop("engine", "local")
+    ray = {key: options.pop(key, None) for key in list(options) if key.startswith("ray_")}
+    if kind == "local":
+        return None
+    return api.engine_options(kind, **ray)

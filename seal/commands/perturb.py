@@ -8,7 +8,7 @@ import click
 
 from seal import api, outcome
 from seal.commands.common import emit_json, get_store, info, json_option, silent_option
-from seal.commands.options import batch_size_option, device_option, llm_endpoint_options
+from seal.commands.options import batch_size_option, device_option, engine_options, llm_endpoint_options
 from seal.render import table
 
 
@@ -86,6 +86,7 @@ def _list_ops(json_: bool) -> None:
 @batch_size_option(help_text="Texts per re-scoring batch, or auto (a token budget per batch).")
 @llm_endpoint_options(prefix_help="llm rewriter: ")
 @click.option("--list-ops", is_flag=True, help="List the rule ops and their parameters, then exit.")
+@engine_options
 @json_option
 @silent_option
 @click.pass_context
@@ -113,6 +114,7 @@ def perturb_command(
     list_ops: bool,
     json_: bool,
     silent: bool,
+    engine: Any = None,
 ) -> None:
     """Rewrite responses of (a sample of) the pairs and re-score the variants with every scored RM.
 
@@ -187,6 +189,7 @@ def perturb_command(
         device=device,
         batch_size=batch_size,
         label_sets=label_sets,
+        **({"engine": engine} if engine is not None else {}),
     )
     if json_:
         emit_json(result.to_json())

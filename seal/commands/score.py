@@ -8,7 +8,7 @@ import click
 
 from seal import api
 from seal.commands.common import emit_json, get_store, info, json_option, silent_option
-from seal.commands.options import batch_size_option, device_option, dtype_option
+from seal.commands.options import batch_size_option, device_option, dtype_option, engine_options
 from seal.render import table
 
 
@@ -61,10 +61,11 @@ from seal.render import table
     "large runs (DeBERTa-v3-large on an H200: 1.56x after a 133 s compile).",
 )
 @click.option("--replace", is_flag=True, help="Rescore every pair when the alias was scored with another recipe.")
+@engine_options
 @json_option
 @silent_option
 @click.pass_context
-def score_command(ctx: click.Context, json_: bool, silent: bool, **options: Any) -> None:
+def score_command(ctx: click.Context, json_: bool, silent: bool, engine: Any, **options: Any) -> None:
     """Score both responses of every pair with a reward model, into column score_<alias>.
 
     Resumable and idempotent: a killed run resumes with the pairs it had not committed, a re-run
@@ -81,6 +82,8 @@ def score_command(ctx: click.Context, json_: bool, silent: bool, **options: Any)
         info(f"{stage.column}: input format {stage.rm.input_format} ({stage.rm.input_format_reason})")
 
     model = options.pop("model")
+    if engine is not None:
+        options["engine"] = engine
     result = api.score(get_store(ctx), model, on_start=announce, show_progress=not silent, **options)
     if json_:
         emit_json(result.to_json())

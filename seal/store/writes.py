@@ -23,6 +23,7 @@ from seal.store.base import (
     last_per_key,
     writes,
 )
+from seal.store.merge import PreparedMerge, commit_merge, prepare_merge
 from seal.store.reads import Reads
 
 
@@ -89,24 +90,47 @@ class Writes(Reads):
     @writes
     def materialize_column(self, column: str, values: pa.Table) -> int:
         """Write `column` of `pairs` from a table of (pair_id, column): a column-level write
-        (Lance merge on pair_id) that leaves the other columns' files untouched. Pairs absent from
-        `values` get null. An existing column of that name is replaced. Returns the new version.
-        The merge is made against the latest version, under the writer lock, so a concurrent writer's
-        column is never dropped."""
+        (per-fragment merge on pair_id, one Merge commit; see seal.store.merge) that leaves the other
+        columns' files untouched. Pairs absent from `values` get null. An existing column of that name is
+        replaced. Returns the new version. The merge is made against the latest version, under the writer
+        lock, and redone if another writer committed first, so a concurrent writer's column is never dropped."""
         if values.column_names != ["pair_id", column]:
             raise StoreError(f"materialize_column needs columns [pair_id, {column}], got {values.column_names}")
         if column in INGEST_OWNED:
             raise StoreError(f"`{column}` belongs to ingest and cannot be overwritten")
         self.require()
+        return self.commit_column(self.prepare_column(column, values))
+
+    @writes
+    def prepare_column(self, column: str, values: pa.Table) -> PreparedMerge:
+        """Write the data files of `column` (from (pair_id, column) values) against the latest version of
+        `pairs`, dropping an existing column of that name first; commit it with `commit_column`."""
+        if values.column_names != ["pair_id", column]:
+            raise StoreError(f"prepare_column needs columns [pair_id, {column}], got {values.column_names}")
+        if column in INGEST_OWNED:
+            raise StoreError(f"`{column}` belongs to ingest and cannot be overwritten")
         values = last_per_key(values, "pair_id")
-        table = self._table(PAIRS)
-        if column in table.schema.names:
-            table.drop_columns([column])
-        if values.num_rows == 0:  # Lance's merge refuses an empty right side: add an all-null column
-            table.add_columns(pa.field(column, values.schema.field(column).type))
-        else:
-            self._dataset(PAIRS).merge(values, left_on="pair_id")
-        return self.version(PAIRS)
+        ds = self._dataset(PAIRS)
+        if column in ds.schema.names:
+            self._table(PAIRS).drop_columns([column])
+            ds = self._dataset(PAIRS)
+        if not ds.get_fragments():  # no rows at all: an all-null column, committed here
+            self._table(PAIRS).add_columns(pa.field(column, values.schema.field(column).type))
+            ds = self._dataset(PAIRS)
+            return PreparedMerge(column, values, int(ds.version), None, tuple(ds.schema.names))
+        return prepare_merge(ds, column, values)
+
+    @writes
+    def commit_column(self, prepared: PreparedMerge) -> int:
+        """Commit a prepared column merge; when `pairs` moved on since it was prepared (another writer), the
+        merge is redone against the latest version, never retried blindly (see seal.store.merge)."""
+        return commit_merge(
+            prepared,
+            uri=self._uri(PAIRS),
+            open_latest=lambda: self._dataset(PAIRS),
+            storage_options=self._options(),
+            redact=self.redact,
+        )
 
     @writes
     def write_column(

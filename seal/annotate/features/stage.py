@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from seal.annotate.batch_fns import LabelBatches
 from seal.annotate.features.sampling import sample_pair_ids
 from seal.annotate.features.writer import (
     current_fingerprint,
@@ -37,6 +38,7 @@ from seal.annotate.features.writer import (
 )
 from seal.catalog.features import LABEL_STAGE
 from seal.catalog.featuresets import FeatureSet, load_feature_set
+from seal.distributed import EngineOptions, engine_options, runner_for
 from seal.errors import SealError, SpecError
 from seal.pipeline import DONE, PENDING, STALE, UP_TO_DATE, Plan, register_stage, run_stage
 from seal.progress import progress_bar
@@ -45,6 +47,7 @@ from seal.spec import Spec
 from seal.store import Store, now_utc
 
 DEFAULT_BATCH_PAIRS = 20_000
+RAY_BATCH_PAIRS = 2_048  # pairs per Ray actor batch (the Ray engine's checkpoint unit), unless --ray-batch-rows
 HEURISTICS_STAGE_VERSION = 1
 _FINGERPRINT = "__fingerprint"
 
@@ -125,7 +128,9 @@ class BatchLabelStage:
         batch_size: int = DEFAULT_BATCH_PAIRS,
         provenance: Mapping[str, Any] | None = None,
         estimate: Callable[[int], dict[str, Any]] | None = None,
+        engine: EngineOptions | None = None,
     ):
+        """`engine`: where the labeler runs (local, or Ray actors each building it with `make_labeler`)."""
         if recipe.stage != LABEL_STAGE or recipe.name != feature_set.name:
             raise SealError(f"a label stage needs a `label` recipe named `{feature_set.name}`")
         if sample is not None and sample <= 0:
@@ -138,6 +143,7 @@ class BatchLabelStage:
         self.sample, self.seed, self.batch_size = sample, seed, batch_size
         self.provenance = dict(provenance or {})
         self.estimate = estimate
+        self.engine = engine or EngineOptions()
 
     @property
     def column(self) -> str:
@@ -271,7 +277,10 @@ class BatchLabelStage:
         fingerprint = state.fingerprint
         self._open_checkpoint(store, fingerprint)
         computed = unlabelled = 0
-        if len(state.todo):
+        runner = runner_for(self.engine) if len(state.todo) else None
+        if runner is not None:
+            computed, unlabelled = self._label_on_ray(runner, store, state.todo, fingerprint)
+        elif len(state.todo):
             pairs = store.read(self.columns, pc.field("pair_id").isin(state.todo))
             with (
                 ExitStack() as stack,
@@ -285,14 +294,9 @@ class BatchLabelStage:
                 for start in range(0, pairs.num_rows, self.batch_size):
                     batch = pairs.slice(start, self.batch_size)
                     labels = labeler.label_pairs(batch)
-                    if labels.column_names != ["pair_id", self.column]:
-                        raise SealError(f"the {self.labeler} labeler returned columns {labels.column_names}")
-                    valid = labels.filter(pc.is_valid(labels.column(self.column)))
-                    unlabelled += labels.num_rows - valid.num_rows + batch.num_rows - labels.num_rows
-                    if valid.num_rows:
-                        checkpoint = self._checkpoint_rows(valid, fingerprint)
-                        store.work_append(self.column, checkpoint, self._checkpoint_schema())
-                    computed += valid.num_rows
+                    done, missing = self._checkpoint(store, labels, batch.num_rows, fingerprint)
+                    computed += done
+                    unlabelled += missing
                     bar.update(batch.num_rows)
         rows = store.work_read(self.column, ["pair_id", self.column], where=pc.field(_FINGERPRINT) == fingerprint)
         if rows is None:
@@ -308,6 +312,7 @@ class BatchLabelStage:
             "pairs_unlabelled": unlabelled,
             "seconds": round(time.perf_counter() - t0, 3),
             **self.provenance,
+            "engine": runner.provenance() if runner is not None else self.engine.to_json(),
         }
         write = write_labels(
             store,
@@ -329,6 +334,26 @@ class BatchLabelStage:
         result.means = summarize_labels(self.feature_set, final)
         result.seconds = round(time.perf_counter() - t0, 3)
         return result
+
+    def _checkpoint(self, store: Store, labels: pa.Table, asked: int, fingerprint: str) -> tuple[int, int]:
+        """Checkpoint the valid labels of a batch of `asked` pairs: (pairs labelled, pairs left unlabelled)."""
+        if labels.column_names != ["pair_id", self.column]:
+            raise SealError(f"the {self.labeler} labeler returned columns {labels.column_names}")
+        valid = labels.filter(pc.is_valid(labels.column(self.column)))
+        if valid.num_rows:
+            store.work_append(self.column, self._checkpoint_rows(valid, fingerprint), self._checkpoint_schema())
+        return valid.num_rows, labels.num_rows - valid.num_rows + asked - labels.num_rows
+
+    def _label_on_ray(self, runner: Any, store: Store, todo: pa.Array, fingerprint: str) -> tuple[int, int]:
+        """Label the planned pairs on Ray actors (each builds the labeler once), checkpointing each batch."""
+        dataset, _ = store.ray_dataset(self.columns, todo)
+        computed = unlabelled = 0
+        rows = min(self.batch_size, RAY_BATCH_PAIRS)  # several batches per actor, not one batch for the pool
+        for labels in runner.map(LabelBatches(self.make_labeler), dataset, batch_rows=rows):
+            done, missing = self._checkpoint(store, labels, labels.num_rows, fingerprint)
+            computed += done
+            unlabelled += missing
+        return computed, unlabelled
 
     def _open_checkpoint(self, store: Store, fingerprint: str) -> None:
         """Keep only this recipe's rows in the checkpoint (a checkpoint of another layout is dropped)."""
@@ -379,12 +404,16 @@ def heuristics_stage(
     seed: int = 0,
     workers: int | None = None,
     batch_size: int = DEFAULT_BATCH_PAIRS,
+    engine: EngineOptions | None = None,
 ) -> BatchLabelStage:
-    """A label stage computing a heuristic feature set (default: the shipped `heuristics` set)."""
+    """A label stage computing a heuristic feature set (default: the shipped `heuristics` set), on the local
+    engine or on Ray (`engine`)."""
     from seal.annotate.features.heuristics import HeuristicLabeler, check_heuristic_set
 
     fs = load_feature_set(feature_set) if isinstance(feature_set, str) else feature_set
     check_heuristic_set(fs)
+    if engine is not None and engine.is_ray and workers is None:
+        workers = 1  # on Ray the actors are the parallelism: no process pool inside an actor
     needs_context = any(f.scope == "conversation" for f in fs.features)
     columns = ["pair_id", "chosen", "rejected"] + (["context"] if needs_context else [])
     return BatchLabelStage(
@@ -397,6 +426,7 @@ def heuristics_stage(
         seed=seed,
         batch_size=batch_size,
         provenance={"workers": workers, "feature_set_source": fs.source},
+        engine=engine,
     )
 
 
@@ -427,10 +457,14 @@ def label_heuristics(
     workers: int | None = None,
     show_progress: bool = False,
     batch_size: int = DEFAULT_BATCH_PAIRS,
+    engine: EngineOptions | str | None = None,
 ) -> LabelResult:
-    """`seal label --labeler heuristics`: label the pairs that lack heuristic labels with this recipe."""
+    """`seal label --labeler heuristics`: label the pairs that lack heuristic labels with this recipe
+    (`engine`: local, the default, or ray)."""
     store.require()
-    stage = heuristics_stage(feature_set, sample=sample, seed=seed, workers=workers, batch_size=batch_size)
+    stage = heuristics_stage(
+        feature_set, sample=sample, seed=seed, workers=workers, batch_size=batch_size, engine=engine_options(engine)
+    )
     return run_label_stage(store, stage, dry_run=dry_run, show_progress=show_progress)
 
 
@@ -440,7 +474,9 @@ def build_label_stage(entry: dict[str, Any], spec: Spec) -> Any:
     """One `features:` entry of a spec -> a stage, dispatched on `labeler`."""
     labeler = entry.get("labeler")
     if labeler == "heuristics":
-        return heuristics_stage(spec.resolve(entry.get("feature_set", "heuristics")), sample=entry.get("sample"))
+        engine = engine_options(entry.get("engine") or spec.document.get("engine"))
+        fs = spec.resolve(entry.get("feature_set", "heuristics"))
+        return heuristics_stage(fs, sample=entry.get("sample"), engine=engine)
     if labeler == "import":
         from seal.annotate.features.importer import ImportStage
 

@@ -4,6 +4,8 @@ work is checkpointed per chunk of pairs, so a killed run resumes."""
 
 from __future__ import annotations
 
+import functools
+import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -27,6 +29,7 @@ from seal.catalog.perturbations import (
     vscore_column,
     vscore_status,
 )
+from seal.distributed import EngineOptions, current_engine, runner_for
 from seal.errors import SealError, StoreError
 from seal.progress import progress_bar
 from seal.store import RunRecord, Store, now_utc
@@ -113,9 +116,11 @@ def rescore_variants(
     batch_size: int | str = "auto",
     show_progress: bool = False,
     loader: RMLoader | None = None,
+    engine: EngineOptions | None = None,
 ) -> RescoreResult:
     """Score the variants of perturbation `name` with RM `alias` (same recipe as its `score` run) into
-    ``vscore_<name>__<alias>``. Up-to-date columns are left alone; unchanged variants reuse the original score."""
+    ``vscore_<name>__<alias>``. Up-to-date columns are left alone; unchanged variants reuse the original score.
+    `engine` (default: the one `seal.distributed.use_engine` set, else local) says where the RM runs."""
     t0 = time.perf_counter()
     started = now_utc()
     models = list_models(store)
@@ -147,47 +152,36 @@ def rescore_variants(
         done = dict(zip(checkpoint.column("pair_id").to_pylist(), checkpoint.column("value").to_pylist(), strict=True))
 
     rows = sorted((r for r in tab.to_pylist() if r["pair_id"] not in done), key=lambda r: r["pair_id"])
-    reused = scored = 0
     rm = None
-    with progress_bar(show_progress, total=len(rows), desc=f"score {name} with {alias}", unit="pair") as bar:
-        for start in range(0, len(rows), CHUNK_PAIRS):
-            chunk = rows[start : start + CHUNK_PAIRS]
-            items, where = [], []
-            values: dict[str, dict[str, float | None]] = {}
-            for row in chunk:
-                value: dict[str, float | None] = {"chosen": None, "rejected": None}
-                original = row[score_column(alias)] or {}
-                for v in row[vcol]:
-                    if v["status"] == FAILED or v["text"] is None:
-                        continue
-                    if v["status"] == UNCHANGED and original.get(v["side"]) is not None:
-                        value[v["side"]] = original[v["side"]]
-                        reused += 1
-                        continue
-                    context = v["context"] if v["context"] is not None else contexts[row["pair_id"]]
-                    items.append((messages(context), v["text"]))
-                    where.append((row["pair_id"], v["side"]))
-                values[row["pair_id"]] = value
-            if items:
-                if rm is None:
-                    rm = (loader or load_rm_for_rescoring)(info, device)
-                from seal.engines.scoring import score_texts
+    runner = runner_for(engine if engine is not None else current_engine()) if rows else None
+    load = functools.partial(loader or load_rm_for_rescoring, info, device)
+    if runner is not None:
+        reused, scored = _rescore_on_ray(runner, store, rows, vcol, alias, contexts, load, batch_size, column, fp, done)
+    else:
+        reused = scored = 0
+        with progress_bar(show_progress, total=len(rows), desc=f"score {name} with {alias}", unit="pair") as bar:
+            for start in range(0, len(rows), CHUNK_PAIRS):
+                chunk = rows[start : start + CHUNK_PAIRS]
+                items, where, values, chunk_reused = _chunk_items(chunk, vcol, alias, contexts)
+                reused += chunk_reused
+                if items:
+                    if rm is None:
+                        rm = load()
+                    from seal.engines.scoring import score_texts
 
-                out = score_texts(rm, items, batch_size=batch_size)
-                for (pid, side), s in zip(where, out.tolist(), strict=True):
-                    values[pid][side] = float(s) if np.isfinite(s) else None
-                scored += len(items)
-            batch = pa.Table.from_pylist(
-                [{"pair_id": pid, "fingerprint": fp, "value": v} for pid, v in values.items()], schema=WORK_SCHEMA
-            )
-            store.work_append(column, batch, WORK_SCHEMA)
-            done.update(values)
-            bar.update(len(chunk))
+                    out = score_texts(rm, items, batch_size=batch_size)
+                    for (pid, side), s in zip(where, out.tolist(), strict=True):
+                        values[pid][side] = float(s) if np.isfinite(s) else None
+                    scored += len(items)
+                _checkpoint(store, column, fp, values)
+                done.update(values)
+                bar.update(len(chunk))
     ids = sorted(done)
     values_table = pa.table(
         {"pair_id": pa.array(ids, pa.string()), column: pa.array([done[i] for i in ids], VSCORE_TYPE)}
     )
     provenance = {
+        "engine": runner.provenance() if runner is not None else {"kind": "local"},
         "score_recipe": info["recipe"],
         "texts_scored": scored,
         "texts_reused": reused,
@@ -210,3 +204,86 @@ def rescore_variants(
         pairs_version=version,
         seconds=round(time.perf_counter() - t0, 3),
     )
+
+
+def _chunk_items(
+    chunk: list[dict[str, Any]], vcol: str, alias: str, contexts: Mapping[str, Any]
+) -> tuple[list[tuple[Any, str]], list[tuple[str, str]], dict[str, dict[str, float | None]], int]:
+    """(items to score, their (pair_id, side), the values so far per pair, variants reused) of some pairs."""
+    items: list[tuple[Any, str]] = []
+    where: list[tuple[str, str]] = []
+    values: dict[str, dict[str, float | None]] = {}
+    reused = 0
+    for row in chunk:
+        value: dict[str, float | None] = {"chosen": None, "rejected": None}
+        original = row[score_column(alias)] or {}
+        for v in row[vcol]:
+            if v["status"] == FAILED or v["text"] is None:
+                continue
+            if v["status"] == UNCHANGED and original.get(v["side"]) is not None:
+                value[v["side"]] = original[v["side"]]
+                reused += 1
+                continue
+            context = v["context"] if v["context"] is not None else contexts[row["pair_id"]]
+            items.append((messages(context), v["text"]))
+            where.append((row["pair_id"], v["side"]))
+        values[row["pair_id"]] = value
+    return items, where, values, reused
+
+
+def _checkpoint(store: Store, column: str, fp: str, values: Mapping[str, Any]) -> None:
+    batch = pa.Table.from_pylist(
+        [{"pair_id": pid, "fingerprint": fp, "value": v} for pid, v in values.items()], schema=WORK_SCHEMA
+    )
+    store.work_append(column, batch, WORK_SCHEMA)
+
+
+def _rescore_on_ray(
+    runner: Any,
+    store: Store,
+    rows: list[dict[str, Any]],
+    vcol: str,
+    alias: str,
+    contexts: Mapping[str, Any],
+    load: Callable[[], Any],
+    batch_size: int | str,
+    column: str,
+    fp: str,
+    done: dict[str, Any],
+) -> tuple[int, int]:
+    """Score the variants on Ray actors (each loads the RM with `load`); a pair is checkpointed as soon as all
+    of its variants are scored. Returns (variants reused, variants scored)."""
+    from collections import Counter
+
+    from seal.annotate.batch_fns import RescoreBatches
+
+    items, where, values, reused = _chunk_items(rows, vcol, alias, contexts)
+    waiting = Counter(pid for pid, _ in where)
+    ready = {pid: v for pid, v in values.items() if not waiting[pid]}
+    if ready:
+        _checkpoint(store, column, fp, ready)
+        done.update(ready)
+    blocks = [
+        pa.table(
+            {
+                "index": pa.array(range(start, min(start + CHUNK_PAIRS, len(items))), pa.int64()),
+                "messages": pa.array([json.dumps(m) for m, _ in items[start : start + CHUNK_PAIRS]], pa.string()),
+                "text": pa.array([t for _, t in items[start : start + CHUNK_PAIRS]], pa.string()),
+            }
+        )
+        for start in range(0, len(items), CHUNK_PAIRS)
+    ]
+    dataset = runner.from_arrow(blocks)
+    use_gpu = True  # an actor asks for a GPU only where the cluster has one
+    for out in runner.map(RescoreBatches(load, batch_size), dataset, batch_rows=CHUNK_PAIRS, use_gpu=use_gpu):
+        finished: dict[str, Any] = {}
+        for index, s in zip(out.column("index").to_pylist(), out.column("score").to_pylist(), strict=True):
+            pid, side = where[index]
+            values[pid][side] = float(s) if s is not None and np.isfinite(s) else None
+            waiting[pid] -= 1
+            if not waiting[pid]:
+                finished[pid] = values[pid]
+        if finished:
+            _checkpoint(store, column, fp, finished)
+            done.update(finished)
+    return reused, len(items)
