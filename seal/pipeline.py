@@ -19,21 +19,32 @@ The contract, for whoever writes a stage:
   succeeded (`seal.outcome.nothing_succeeded`: status `failed`, or every variant failed) makes the stage
   `failed` too, with its result kept; `seal run` then exits 3 when no stage failed otherwise.
 
-A builder or `plan` that raises `SealError` gives an `error` plan (the run fails that stage). Stages shipped
-with seal are imported from BUILTIN_STAGE_MODULES; a plugin (or a test) calls `register_stage` itself.
+A builder or `plan` that raises `SealError` gives an `error` plan (the run fails that stage); under `plan` (not
+`run`), a builder that needs a model or dataset the Hub cannot give now (seal.errors.HubUnreachable) gives a
+`pending` plan that says what must be downloaded. Stages shipped with seal are imported from
+BUILTIN_STAGE_MODULES; a plugin (or a test) calls `register_stage` itself.
+
+A `sample: "1%"` in an entry is resolved when the stage is planned, from the pairs in the store then (after
+ingest, within `run`): the builder sees the whole number of pairs, rounded up. The output steps `analyses`
+and `report` (seal.spec_analyses) register like stages and run last; they read the store and write files.
+While the store lacks the pairs a plan needs, `plan` adds offline estimates (seal.spec_forecast): pairs,
+texts, LLM requests, tokens and cost, and what would be downloaded.
 """
 
 from __future__ import annotations
 
 import copy
 import importlib
+import math
+import re
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Protocol
 
 from seal import spec as spec_module
-from seal.errors import NothingSucceeded, SealError, store_write_error
+from seal.errors import HubUnreachable, NothingSucceeded, SealError, store_write_error
 from seal.outcome import nothing_succeeded
 from seal.recipe import Recipe
 from seal.spec import Spec
@@ -54,6 +65,8 @@ BUILTIN_STAGE_MODULES: list[str] = [
     "seal.annotate.features.stage",
     "seal.annotate.perturb.stage",
     "seal.annotate.embeddings",
+    "seal.annotate.findings_spec",
+    "seal.spec_analyses",
 ]
 
 # The spec sections the experiment schema knows, the stage each is meant to build, and the run order.
@@ -64,6 +77,7 @@ KNOWN_SECTIONS: dict[str, tuple[str, int]] = {
     "features": ("label", 20),
     "embeddings": ("embed", 30),
     "perturbations": ("perturb", 40),
+    "findings": ("findings", 50),
 }
 DEFAULT_ORDER = 100
 
@@ -179,11 +193,17 @@ def _load_builtin_stages() -> None:
 # -- building ---------------------------------------------------------------------------------------
 @dataclass
 class _Slot:
-    """One planned unit: a built stage, or a plan that says why there is none (unavailable, error)."""
+    """One planned unit: a built stage, one to build when planned (its entry has a percentage sample), or a
+    plan that says why there is none (unavailable, error)."""
 
     entry: str
     stage: Stage | None = None
     fixed: Plan | None = None
+    deferred: Callable[[Store], Stage | Sequence[Stage]] | None = None
+    label: str = ""
+    kind: str = ""
+    source: Any = None  # the spec entry the slot comes from
+    sized: Callable[[int], Any] | None = None  # a percentage-sampled stage, built for a number of pairs
 
 
 def _label(entry: Any, section: str) -> str:
@@ -205,8 +225,34 @@ def _sections(kinds: dict[str, StageKind]) -> list[tuple[str, str, int, StageKin
     return sorted(rows, key=lambda r: r[2])
 
 
-def build_stages(spec: Spec) -> list[_Slot]:
-    """One slot per stage the spec asks for, in run order. A builder's SealError becomes an `error` plan."""
+# A sample written as a percentage of the store's pairs: `1%`, `0.5%`.
+_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+
+
+def percent_sample(entry: Any) -> float | None:
+    """The percentage of an entry's `sample: "N%"`, or None when the sample is a count (or absent)."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("sample"), str):
+        return None
+    match = _PERCENT.match(entry["sample"])
+    return float(match.group(1)) if match else None
+
+
+def sample_count(percent: float, pairs: int) -> int:
+    """`percent` % of `pairs`, rounded up, at least 1."""
+    return max(1, math.ceil(round(percent * pairs / 100, 9)))
+
+
+def _sized(kind: StageKind, entry: dict[str, Any], spec: Spec, percent: float) -> Callable[[int], Any]:
+    def build(pairs: int) -> Any:
+        built = kind.build({**entry, "sample": sample_count(percent, pairs)}, spec)
+        return built[0] if isinstance(built, list | tuple) else built
+
+    return build
+
+
+def build_stages(spec: Spec, planning: bool = False) -> list[_Slot]:
+    """One slot per stage the spec asks for, in run order. A builder's SealError becomes an `error` plan (with
+    `planning`, a model or dataset the Hub cannot give now becomes a `pending` plan naming the download)."""
     slots: list[_Slot] = []
     for section, stage_name, _, kind in _sections(registered_stages()):
         for entry_path, entry in spec.entries(section):
@@ -217,19 +263,47 @@ def build_stages(spec: Spec) -> list[_Slot]:
                     _Slot(entry_path, fixed=Plan(stage_name, label, None, UNAVAILABLE, reason, entry=entry_path))
                 )
                 continue
+            percent = percent_sample(entry)
+            if percent is not None:
+                sized = _sized(kind, entry, spec, percent)
+                deferred = lambda store, sized=sized: sized(store.count() if store.exists() else 0)  # noqa: E731
+                slots.append(
+                    _Slot(entry_path, deferred=deferred, label=label, kind=kind.name, source=entry, sized=sized)
+                )
+                continue
             try:
                 built = kind.build(entry, spec)
+            except HubUnreachable as err:
+                status = PENDING if planning else ERROR
+                reason = _download_reason(err) if planning else str(err)
+                fixed = Plan(kind.name, label, None, status, reason, entry=entry_path)
+                slots.append(_Slot(entry_path, fixed=fixed, source=entry))
+                continue
             except SealError as err:
-                slots.append(_Slot(entry_path, fixed=Plan(kind.name, label, None, ERROR, str(err), entry=entry_path)))
+                fixed = Plan(kind.name, label, None, ERROR, str(err), entry=entry_path)
+                slots.append(_Slot(entry_path, fixed=fixed, source=entry))
                 continue
             for stage in built if isinstance(built, list | tuple) else [built]:
-                slots.append(_Slot(entry_path, stage=stage))
+                where = getattr(stage, "entry", None) or entry_path
+                slots.append(_Slot(where, stage=stage, kind=kind.name, source=entry))
     return slots
+
+
+def _download_reason(err: HubUnreachable) -> str:
+    """`seal plan`'s reason for a stage whose model or dataset must come from the Hub (unreachable now)."""
+    named = re.search(r"`([^`]+)`", err.message)
+    what = f"`{named.group(1)}`" if named else "its model or data"
+    return f"needs a download: {what} is not in the local cache (the Hub is unreachable now)"
 
 
 def _plan_slot(slot: _Slot, store: Store) -> Plan:
     if slot.fixed is not None:
         return slot.fixed
+    if slot.deferred is not None:
+        try:
+            slot.stage = slot.deferred(store)
+        except SealError as err:
+            return Plan(slot.kind, slot.label, None, ERROR, str(err), entry=slot.entry)
     assert slot.stage is not None
     try:
         planned = slot.stage.plan(store)
@@ -240,8 +314,28 @@ def _plan_slot(slot: _Slot, store: Store) -> Plan:
 
 
 def plan(store: Store, spec: Spec) -> list[Plan]:
-    """Plans for every stage of the spec, in run order, without running anything."""
-    return [_plan_slot(slot, store) for slot in build_stages(spec)]
+    """Plans for every stage of the spec, in run order, without running anything (nor sending anything to the
+    Hub or an LLM). Where the store does not hold the pairs yet, each plan carries offline estimates."""
+    slots = build_stages(spec, planning=True)
+    plans = [_plan_slot(slot, store) for slot in slots]
+    waiting = [p for p, s in zip(plans, slots, strict=True) if p.has_work and not _after_stages(s)]
+    if waiting:  # output steps read what the stages above will write
+        plans = [
+            _wait_for(p, len(waiting)) if _after_stages(s) and p.status != UNAVAILABLE else p
+            for p, s in zip(plans, slots, strict=True)
+        ]
+    from seal.spec_forecast import forecast
+
+    return forecast(spec, store, slots, plans)
+
+
+def _after_stages(slot: _Slot) -> bool:
+    return bool(getattr(slot.stage, "after_stages", False))
+
+
+def _wait_for(planned: Plan, waiting: int) -> Plan:
+    reason = f"runs after the {waiting} stage(s) above with work to do"
+    return replace(planned, status=PENDING, reason=reason, work=None)
 
 
 # -- running ----------------------------------------------------------------------------------------
@@ -276,8 +370,12 @@ def _entry(planned: Plan, status: str, **extra: Any) -> dict[str, Any]:
     return out
 
 
-def run(store: Store, spec: Spec, show_progress: bool = False, on_error: str = "fail") -> RunReport:
-    """Run every stage that is pending or stale, in order; stages already up to date are skipped.
+def run(
+    store: Store, spec: Spec, show_progress: bool = False, on_error: str = "fail", announce: bool | None = None
+) -> RunReport:
+    """Run every stage that is pending or stale, in order; stages already up to date are skipped. `announce`
+    writes a line on stderr when each stage starts and ends (`[3/7] label seal_taxonomy: ...`); by default
+    with `show_progress` when stderr is a terminal.
 
     `on_error="fail"` stops at the first failure (later stages are `not-run`, and nothing runs at all
     when a stage cannot even be built); `"keep-going"` runs the remaining stages. Unexpected exceptions
@@ -285,12 +383,14 @@ def run(store: Store, spec: Spec, show_progress: bool = False, on_error: str = "
     """
     if on_error not in ON_ERROR:
         raise SealError(f"unknown on_error policy `{on_error}`", hint="use fail or keep-going")
+    if announce is None:
+        announce = show_progress and sys.stderr.isatty()
     slots = build_stages(spec)
     broken = [s for s in slots if s.fixed is not None and s.fixed.status == ERROR]
     stop = on_error == "fail" and bool(broken)
     entries: list[dict[str, Any]] = []
     empty: list[int] = []
-    for slot in slots:
+    for number, slot in enumerate(slots, 1):
         if slot.fixed is not None and slot.fixed.status == UNAVAILABLE:
             entries.append(_entry(slot.fixed, UNAVAILABLE))
             continue
@@ -300,7 +400,8 @@ def run(store: Store, spec: Spec, show_progress: bool = False, on_error: str = "
         if stop:  # still planned, so the report says what is left to do
             entries.append(_entry(_plan_slot(slot, store), NOT_RUN, error="not run: another stage failed"))
             continue
-        entry, none_succeeded = _run_slot(slot, store, show_progress, on_error)
+        where = f"{number}/{len(slots)}" if announce else ""
+        entry, none_succeeded = _run_slot(slot, store, show_progress, on_error, where)
         if none_succeeded:
             empty.append(len(entries))
         entries.append(entry)
@@ -309,15 +410,26 @@ def run(store: Store, spec: Spec, show_progress: bool = False, on_error: str = "
     return RunReport(entries, empty)
 
 
-def _run_slot(slot: _Slot, store: Store, show_progress: bool, on_error: str) -> tuple[dict[str, Any], bool]:
+def _say(number: str, line: str) -> None:
+    """A progress line on stderr (`[3/7] ...`; none without a number): which stage starts, and how it ended."""
+    if number:
+        print(f"[{number}] {line}", file=sys.stderr, flush=True)
+
+
+def _run_slot(
+    slot: _Slot, store: Store, show_progress: bool, on_error: str, number: str = ""
+) -> tuple[dict[str, Any], bool]:
     """Run one slot: its report entry, and whether it failed because none of its units succeeded."""
-    stage = slot.stage
-    assert stage is not None
     current = _plan_slot(slot, store)
+    stage = slot.stage
     if current.status == ERROR:
         return _entry(current, FAILED, error=current.reason), False
+    if current.status == UNAVAILABLE:
+        return _entry(current, UNAVAILABLE), False
     if not current.has_work:
         return _entry(current, SKIPPED), False
+    assert stage is not None
+    _say(number, f"{current.stage} {current.name}: {current.reason}")
     t0 = time.perf_counter()
     try:
         result = stage.run(store, current, show_progress=show_progress)
@@ -334,6 +446,7 @@ def _run_slot(slot: _Slot, store: Store, show_progress: bool, on_error: str) -> 
     result = result.to_json() if hasattr(result, "to_json") else dict(result or {})
     summary = result.pop("summary", line)
     seconds = round(time.perf_counter() - t0, 3)
+    _say(number, f"{current.stage} {current.name}: finished in {seconds:.1f} s")
     empty = nothing_succeeded(result)
     if empty is not None:
         return _entry(current, FAILED, result=result, summary=summary, error=empty, seconds=seconds), True

@@ -6,6 +6,11 @@ violation of that node, instead of the validator's generic one.
 
 Stages that bring a spec section of their own (one the shipped schema does not know) register its JSON
 Schema with `register_section`; `seal.pipeline.register_stage(..., section_schema=...)` does this for them.
+
+Overrides (`seal plan|run|validate --set KEY=VALUE`) change the document before it is validated: KEY is a
+dotted path (`reward_models.pre.model`, `reward_models[0].model`, `dataset.limit`), VALUE is parsed as YAML
+(`10` is a number, `true` a boolean, `null` or nothing removes the key). The overridden document is what is
+validated, fingerprinted and run, so the fingerprint and every recipe include the override.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import functools
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,11 +32,11 @@ import yaml
 from seal.errors import SpecError
 from seal.paths import SCHEMAS_DIR
 from seal.recipe import canonical_json
+from seal.spec_overrides import PATH_SUFFIXES as _PATH_SUFFIXES
+from seal.spec_overrides import apply_overrides, format_path
+from seal.spec_overrides import type_name as _type_name
 
 SPEC_SCHEMA = SCHEMAS_DIR / "experiment.schema.json"
-
-# Suffixes that make a spec string a local path even when the file does not exist (yet).
-_PATH_SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet", ".csv", ".gz", ".yaml", ".yml")
 
 # Sections added at run time by stages that are not part of the shipped schema: name -> JSON Schema.
 _EXTRA_SECTIONS: dict[str, dict[str, Any]] = {}
@@ -68,18 +73,21 @@ class Spec:
     document: dict[str, Any]
     path: Path | None
     base_dir: Path
+    overrides: tuple[str, ...] = ()  # the `--set KEY=VALUE` applied to the file's document, in order
 
     @property
     def datasets(self) -> list[dict[str, Any]]:
         return [entry for _, entry in self.entries("dataset")]
 
     def section(self, name: str) -> Any:
+        if name == "analyses" and "analyses" not in self.document:
+            return self.document.get("analysis")  # the old name
         return self.document.get(name)
 
     def entries(self, section: str) -> Iterator[tuple[str, dict[str, Any]]]:
         """The entries of a section with their path in the document: a single mapping is one entry
         (`dataset`, `embeddings`), a list gives one per item (`reward_models[0]`, ...)."""
-        value = self.document.get(section)
+        value = self.section(section)
         if value is None:
             return
         if isinstance(value, list):
@@ -144,28 +152,6 @@ def spec_schema() -> dict[str, Any]:
 
 
 # -- messages ---------------------------------------------------------------------------------------
-def format_path(parts: Any) -> str:
-    """`["reward_models", 1, "batch_size"]` -> `reward_models[1].batch_size`."""
-    out = ""
-    for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(document)"
-
-
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "list"
-    return "mapping"
-
-
 def _problem(error: jsonschema.ValidationError) -> SpecProblem:
     """A readable message for one (innermost) schema violation, and its path in the document."""
     path = list(error.absolute_path)
@@ -247,8 +233,11 @@ def validation_errors(document: Any) -> list[str]:
 
 
 def _semantic_problems(document: dict[str, Any]) -> list[SpecProblem]:
-    """Rules a JSON Schema cannot say: unique reward-model aliases and dataset names."""
+    """Rules a JSON Schema cannot say: unique reward-model aliases and dataset names, one of `analysis` and
+    `analyses`."""
     problems = []
+    if "analysis" in document and "analyses" in document:
+        problems.append(SpecProblem("analysis", "`analysis` is the old name of `analyses`: keep one of them"))
     aliases: dict[str, int] = {}
     for i, rm in enumerate(document.get("reward_models") or []):
         alias = rm.get("alias") or rm.get("model")
@@ -275,27 +264,30 @@ def _semantic_problems(document: dict[str, Any]) -> list[SpecProblem]:
 
 
 # -- loading ----------------------------------------------------------------------------------------
-def check_spec(path: str | Path) -> tuple[Spec | None, list[SpecProblem]]:
-    """Load and validate a spec file; return the spec (None when invalid) and every problem found."""
+def check_spec(path: str | Path, overrides: Sequence[str] = ()) -> tuple[Spec | None, list[SpecProblem]]:
+    """Load and validate a spec file (with `--set` overrides); return the spec (None when invalid) and every
+    problem found."""
     try:
-        return load_spec(path), []
+        return load_spec(path, overrides), []
     except SpecInvalid as err:
         return None, err.problems
 
 
-def load_spec(path: str | Path) -> Spec:
-    """Read and validate a YAML spec; raise SpecInvalid naming every problem with its path."""
+def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
+    """Read and validate a YAML spec, after applying `overrides` (`KEY=VALUE` strings, see the module
+    docstring); raise SpecInvalid naming every problem with its path."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
         raise SpecInvalid(str(path), [SpecProblem("(document)", f"cannot read the spec: {reason}")]) from None
-    return parse_spec(text, path)
+    return parse_spec(text, path, overrides)
 
 
-def parse_spec(text: str, path: Path | None = None) -> Spec:
-    """Validate a YAML spec given as text; relative paths in it are relative to `path`'s folder."""
+def parse_spec(text: str, path: Path | None = None, overrides: Sequence[str] = ()) -> Spec:
+    """Validate a YAML spec given as text (after `overrides`); relative paths in it are relative to `path`'s
+    folder, relative paths in an override's value to the current folder."""
     where = str(path) if path else "spec"
     try:
         document = yaml.safe_load(text)
@@ -304,8 +296,19 @@ def parse_spec(text: str, path: Path | None = None) -> Spec:
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise SpecInvalid(where, [SpecProblem("(document)", f"invalid YAML{at}: {problem}")]) from None
+    applied: list[tuple[str, str]] = []
+    if overrides:
+        document, applied = apply_overrides(document, overrides, where)
     problems = validation_problems(document)
     if problems:
-        raise SpecInvalid(where, problems)
+        raise SpecInvalid(where, [_blame(p, applied) for p in problems])
     base = path.parent.resolve() if path else Path.cwd()
-    return Spec(document=document, path=path, base_dir=base)
+    return Spec(document=document, path=path, base_dir=base, overrides=tuple(overrides))
+
+
+def _blame(problem: SpecProblem, applied: list[tuple[str, str]]) -> SpecProblem:
+    """Name the `--set` that put a problem's value in the document."""
+    for where, given in reversed(applied):
+        if problem.path == where or problem.path.startswith((where + ".", where + "[")):
+            return SpecProblem(problem.path, f"{problem.message} (from --set {given})")
+    return problem

@@ -8,9 +8,12 @@ plan); `--no-store` calls the analysis alone. The stage writes, through the stor
   embeddings), each with its run record (stages ``confusing`` and ``cluster``);
 - the ``findings`` side table: the rows of the kinds recomputed are replaced.
 
-Contracts (names, Arrow types) are in seal.catalog.findings. Findings depend on every pair, score and label, so
-the plan always has work: it says which kinds are recomputed over how many pairs, and whether stored findings
-are replaced.
+Contracts (names, Arrow types) are in seal.catalog.findings. Findings depend on every pair, score and label:
+the plan is up to date only when the last findings were stored with these options and nothing was written to
+the pairs table since (its version is the one that write made); otherwise it says which kinds are recomputed
+over how many pairs, and whether stored findings are replaced. A spec's `findings:` section builds the stage
+(`seal run`), after the perturbations (registered in seal.annotate.findings_spec, which imports this module only
+when a spec has the section: the analysis it runs imports scipy).
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from seal.catalog.findings import (
     FINDINGS_SCHEMA,
 )
 from seal.errors import SealError
-from seal.pipeline import PENDING, Plan
+from seal.pipeline import PENDING, UP_TO_DATE, Plan
 from seal.recipe import Recipe
 from seal.store import RunRecord, Store, new_run_id, now_utc
 
@@ -62,11 +65,24 @@ class FindingsStage:
         self.recipe = Recipe(STAGE, FINDINGS, {"kinds": list(self.kinds), **self.options}, STAGE_VERSION)
 
     def plan(self, store: Store) -> Plan:
-        """Always work to do: the kinds asked for, over every pair, replacing their stored findings."""
-        store.require()
+        """The kinds asked for, over every pair, replacing their stored findings; up to date when the last
+        findings were stored with this recipe and the pairs table has not changed since."""
+        fingerprint = self.recipe.fingerprint()
+        column = CONFUSING_COLUMN if set(self.kinds) - {"clusters"} else CLUSTER_COLUMN
+        if not store.exists():
+            return Plan(STAGE, FINDINGS, fingerprint, PENDING, "no pairs in the store yet", column=column)
         pairs = store.count()
         kinds = ", ".join(self.kinds)
         stored = store.side_count(FINDINGS, _kinds_filter(self.kinds))
+        last = _last_findings_run(store)
+        if (
+            last is not None
+            and last["provenance"].get("findings_fingerprint") == fingerprint
+            and last["pairs_version"] == store.version()
+            and _findings_complete(store, last)
+        ):
+            reason = f"{stored:,} findings stored with these options; nothing written to the pairs since"
+            return Plan(STAGE, FINDINGS, fingerprint, UP_TO_DATE, reason, rows_todo=0, column=column)
         if stored:
             reason = (
                 f"recompute {kinds} over {pairs:,} pairs, replacing {stored:,} stored findings (findings depend on "
@@ -74,8 +90,7 @@ class FindingsStage:
             )
         else:
             reason = f"find {kinds} over {pairs:,} pairs and store them"
-        column = CONFUSING_COLUMN if set(self.kinds) - {"clusters"} else CLUSTER_COLUMN
-        return Plan(STAGE, FINDINGS, self.recipe.fingerprint(), PENDING, reason, rows_todo=pairs, column=column)
+        return Plan(STAGE, FINDINGS, fingerprint, PENDING, reason, rows_todo=pairs, column=column)
 
     def run(self, store: Store, plan: Plan, show_progress: bool = False) -> ConfusingResult:
         """Run the analysis and store its findings; the result says what was stored (`stored`)."""
@@ -84,20 +99,35 @@ class FindingsStage:
         result, found = find_confusing(store, self.kinds, limit=self.limit, **self.options)
         if found.kinds:
             t = time.perf_counter()
-            result.stored = store_findings(store, found)
+            result.stored = store_findings(store, found, self.recipe.fingerprint())
             spent = time.perf_counter() - t
             result.timings["store"] = round(spent, 3)
             result.seconds = round(result.seconds + spent, 3)
         return result
 
 
+def _last_findings_run(store: Store) -> dict[str, Any] | None:
+    """The run record of the last write of stored findings (the `confusing` or `cluster` column)."""
+    runs = [r for r in store.runs() if r["stage"] in ("confusing", "cluster") and r["pairs_version"] is not None]
+    return max(runs, key=lambda r: r["pairs_version"]) if runs else None
+
+
+def _findings_complete(store: Store, run: dict[str, Any]) -> bool:
+    """Whether the findings table holds every finding of `run` (a run killed after its columns were written but
+    before its findings were stored does not)."""
+    expected = run["provenance"].get("findings")
+    run_id = str(run["run_id"]).replace("'", "''")
+    return store.side_count(FINDINGS, f"run_id = '{run_id}'") == expected
+
+
 def _kinds_filter(kinds: Sequence[str]) -> str:
     return "kind IN ({})".format(", ".join(f"'{FINDING_KIND[k]}'" for k in kinds))
 
 
-def store_findings(store: Store, found: ConfusingAnnotations) -> dict[str, Any]:
+def store_findings(store: Store, found: ConfusingAnnotations, stage_fingerprint: str | None = None) -> dict[str, Any]:
     """Write the `confusing` and `cluster` columns (with their run records) and replace the findings of the
-    kinds computed; returns what was stored (ConfusingResult.stored)."""
+    kinds computed; returns what was stored (ConfusingResult.stored). `stage_fingerprint`, the findings
+    stage's recipe, is kept in the runs' provenance (the stage's plan compares it)."""
     started = now_utc()
     run_id = new_run_id()
     emb_fps = {f: r["fingerprint"] for f, r in latest_runs(store).items() if f in TEXT_FIELDS}
@@ -119,7 +149,7 @@ def store_findings(store: Store, found: ConfusingAnnotations) -> dict[str, Any]:
             "confusing",
             CONFUSING_COLUMN,
             recipe,
-            {"findings": len(found.findings)},
+            {"findings": len(found.findings), "findings_fingerprint": stage_fingerprint},
             rows_written=len(found.pair_ids),
             started_at=started,
             run_id=run_id,
@@ -135,7 +165,11 @@ def store_findings(store: Store, found: ConfusingAnnotations) -> dict[str, Any]:
             "cluster",
             CLUSTER_COLUMN,
             recipe,
-            {"clusters": len(np.unique(labels[labels >= -1]))},
+            {
+                "clusters": len(np.unique(labels[labels >= -1])),
+                "findings": len(found.findings),
+                "findings_fingerprint": stage_fingerprint,
+            },
             rows_written=int((labels >= -1).sum()),
             started_at=started,
             run_id=run_id,
