@@ -6,6 +6,12 @@ compared, with one matrix product per partition, against the members of its `npr
 Pairs whose similarity clears a high threshold (≥ 0.8) share a partition or a probed neighbour partition
 with overwhelming probability; the benchmark (benchmarks/confusing.py) measures recall against exact.
 
+Partitions hold about `ROWS_PER_LIST` rows, so their number grows with n; finding each row's nearest
+centroids among all of them, and training them, would then grow with n² (about 15 TFLOP at 1.6M rows).
+Above `TWO_LEVEL_ABOVE` partitions the centroids sit under a coarse level of about √lists cells: each cell's
+partitions are trained on the sample rows of that cell, and a row's `nprobe` partitions are the nearest
+among those of its `COARSE_PROBES` nearest cells (benchmarks/scale.py measures the recall at 1.6M rows).
+
 Returns edges (i, j, similarity) with i < j, each once, at most `max_neighbors` per row i (the most
 similar kept), sorted by i then decreasing similarity.
 """
@@ -22,6 +28,8 @@ NPROBE = 6
 ROWS_PER_LIST = 256
 TRAIN_ITERATIONS = 8
 TRAIN_SAMPLE_PER_LIST = 32
+TWO_LEVEL_ABOVE = 1024  # partitions (about 262,000 rows): above, a coarse level finds each row's partitions
+COARSE_PROBES = 4  # coarse cells whose partitions a row considers
 
 
 def _cap(i: np.ndarray, j: np.ndarray, s: np.ndarray, max_neighbors: int | None) -> tuple[np.ndarray, ...]:
@@ -97,12 +105,65 @@ def _probes(x: np.ndarray, centroids: np.ndarray, nprobe: int, block: int = 8192
     return out
 
 
+def train_two_level(x: np.ndarray, nlist: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """About `nlist` unit centroids in cells of a coarse level of ⌈√nlist⌉ centroids: (coarse centroids,
+    partition centroids ordered by cell, each cell's first partition and the end: cell c owns partitions
+    bounds[c]:bounds[c + 1]). Each cell gets partitions in proportion to its share of the training sample."""
+    rng = np.random.default_rng(seed)
+    cells = math.isqrt(nlist - 1) + 1
+    coarse = train_centroids(x, cells, seed)
+    sample = x[rng.choice(len(x), size=min(len(x), nlist * TRAIN_SAMPLE_PER_LIST), replace=False)]
+    cell_of = _top1(sample, coarse)
+    parts, bounds = [], [0]
+    for c in range(cells):
+        members = sample[cell_of == c]
+        k = min(len(members), max(1, round(nlist * len(members) / len(sample))))
+        if k:
+            parts.append(train_centroids(members, k, seed + 1 + c))
+        bounds.append(bounds[-1] + k)
+    return coarse, np.concatenate(parts).astype(np.float32), np.asarray(bounds)
+
+
+def _probes_two_level(
+    x: np.ndarray, coarse: np.ndarray, centroids: np.ndarray, bounds: np.ndarray, nprobe: int
+) -> np.ndarray:
+    """The `nprobe` nearest partitions of each row among the partitions of its `COARSE_PROBES` nearest cells
+    (column 0: the nearest), one matrix product per cell over the rows that consider it."""
+    n = len(x)
+    nprobe = min(nprobe, len(centroids))
+    cells = _probes(x, coarse, COARSE_PROBES)
+    best_sim = np.full((n, nprobe), -np.inf, dtype=np.float32)
+    best_id = np.zeros((n, nprobe), dtype=np.int64)
+    flat_cells = cells.reshape(-1)
+    flat_rows = np.repeat(np.arange(n), cells.shape[1])
+    order = np.argsort(flat_cells, kind="stable")
+    row_bounds = np.searchsorted(flat_cells[order], np.arange(len(coarse) + 1))
+    for c in range(len(coarse)):
+        lo, hi = bounds[c], bounds[c + 1]
+        rows = flat_rows[order[row_bounds[c] : row_bounds[c + 1]]]
+        if hi == lo or not len(rows):
+            continue
+        sims = np.concatenate([best_sim[rows], x[rows] @ centroids[lo:hi].T], axis=1)
+        ids = np.concatenate([best_id[rows], np.broadcast_to(np.arange(lo, hi), (len(rows), hi - lo))], axis=1)
+        keep = np.argpartition(-sims, nprobe - 1, axis=1)[:, :nprobe] if sims.shape[1] > nprobe else None
+        if keep is not None:
+            sims, ids = np.take_along_axis(sims, keep, axis=1), np.take_along_axis(ids, keep, axis=1)
+        best_sim[rows], best_id[rows] = sims, ids
+    order_in_row = np.argsort(-best_sim, axis=1, kind="stable")
+    return np.take_along_axis(best_id, order_in_row, axis=1)
+
+
 def _ivf(
     x: np.ndarray, threshold: float, nlist: int, nprobe: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = len(x)
-    centroids = train_centroids(x, nlist, seed)
-    probes = _probes(x, centroids, nprobe)
+    if nlist > TWO_LEVEL_ABOVE:
+        coarse, centroids, bounds = train_two_level(x, nlist, seed)
+        probes = _probes_two_level(x, coarse, centroids, bounds, nprobe)
+        nlist = len(centroids)
+    else:
+        centroids = train_centroids(x, nlist, seed)
+        probes = _probes(x, centroids, nprobe)
     primary = probes[:, 0]
     member_order = np.argsort(primary, kind="stable")
     member_bounds = np.searchsorted(primary[member_order], np.arange(nlist + 1))

@@ -2,26 +2,26 @@
 
 A row makes one pair (transcript, prompt-response, messages, pairwise), several or none (several
 annotators with ``--label-agg each``, rated lists), or waits for its counterpart (unpaired rows, paired
-by prompt once every row is read). Rows that make no pair are quarantined with a reason.
+by prompt once every row is read). Rows that make no pair are quarantined with a reason. The work on each
+row runs in worker processes for large sources (seal.ingest.row_work); the result does not depend on it.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from seal.errors import SourceError
-from seal.ingest.annotators import adapt_votes
-from seal.ingest.builder import Builder, text_problem
+from seal.ingest.builder import Builder
 from seal.ingest.detect import check_columns, check_mapped_columns, detect_format, resolve_columns, used_columns
-from seal.ingest.formats import ADAPTERS
-from seal.ingest.mapping import CHECK_UNUSED, Canonical, ColumnMap, RowProblem
-from seal.ingest.rated import DEFAULT_PAIRING, adapt_rated
+from seal.ingest.mapping import CHECK_UNUSED, Canonical, ColumnMap
+from seal.ingest.rated import DEFAULT_PAIRING
 from seal.ingest.readers import RawRow
-from seal.ingest.unpaired import Keyed, adapt_unpaired, pair_by_prompt
+from seal.ingest.row_work import RowContext, RowPipeline, apply_actions, pair_action, record_adapter, row_actions
+from seal.ingest.unpaired import Keyed, pair_by_prompt
 
 DETECT_ROWS = 100  # records read to detect the format and check the columns
 
@@ -36,25 +36,6 @@ class Adapted:
     fmt: str
     reason: str
     unused: dict[str, int] = field(default_factory=dict)
-
-
-def _producer(fmt: str, mapping: ColumnMap) -> Callable[[Mapping[str, Any]], Any] | None:
-    """The adapter of formats that make any number of pairs per row (None: one pair per row)."""
-    if fmt == "pairwise" and mapping.label_from:
-        return lambda record: adapt_votes(record, mapping)
-    if fmt == "rated":
-        return lambda record: adapt_rated(record, mapping)
-    return None
-
-
-def _non_empty(value: Any) -> bool:
-    if value is None:
-        return False
-    if isinstance(value, str):
-        return bool(value.strip())
-    if isinstance(value, list | dict):
-        return bool(value)
-    return True
 
 
 def _head(rows: Iterable[RawRow], shown: str) -> tuple[list[RawRow], list[dict[str, Any]], Iterable[RawRow]]:
@@ -108,46 +89,25 @@ def adapt_all(
         reason += f"; {note}"
     if fmt == "rated":
         reason += f"; pairs {mapping.pairs or DEFAULT_PAIRING}"
-    adapter, produce = ADAPTERS.get(fmt), _producer(fmt, mapping)
     builder = Builder(dataset, source, fmt, run_id)
     key_column = mapping.columns.get("key")
-    used = used_columns(fmt, mapping) | {key_column}
-    unused: Counter[str] | None = Counter() if fmt in CHECK_UNUSED else None
+    used = frozenset(used_columns(fmt, mapping) | {key_column})
+    ctx = RowContext(dataset, source, run_id, fmt, mapping, key_column, used, fmt in CHECK_UNUSED)
+    unused: Counter[str] = Counter()
     waiting: list[Keyed] = []
     read = 0
-    for row in itertools.chain(head, rest):
-        read += 1
-        record = row.record
-        if record is None:
-            builder.add_problem(row, *row.problem)  # type: ignore[misc]
-            continue
-        if unused is not None:
-            unused.update(name for name, value in record.items() if name not in used and _non_empty(value))
-        try:
-            if fmt == "unpaired":
-                made: Any = adapt_unpaired(record, mapping)
-            elif produce is not None:
-                made = produce(record)
-            else:
-                made = adapter(record, mapping)  # type: ignore[misc]
-        except RowProblem as problem:
-            builder.add_problem(row, problem.reason, problem.detail)
-            continue
-        key = row.key
-        if key_column is not None:
-            value = record.get(key_column)
-            if value is None or (isinstance(value, str) and not value.strip()):
-                builder.add_problem(row, "missing_value", f"the key column `{key_column}` is empty")
-                continue
-            key = f"{key_column}={value}"
-        if fmt == "unpaired":
-            waiting.append(Keyed(key, row.index, made, row))
-        elif isinstance(made, Canonical):
-            _add(builder, row, key, made, row.key)
-        else:
-            builder.skipped.update(made.skipped)
-            for suffix, canonical in made.pairs:
-                _add(builder, row, key + suffix, canonical, row.key + suffix)
+    rows_in_order = itertools.chain(head, rest)
+    if fmt == "unpaired":  # rows wait for their counterparts: adapted one by one, in this process
+        adapt = record_adapter(fmt, mapping)
+        for row in rows_in_order:
+            read += 1
+            apply_actions(builder, row, row_actions(row, ctx, adapt), unused, waiting)
+    else:
+        with RowPipeline(ctx) as pipeline:
+            for rows_chunk, chunk in pipeline.run(rows_in_order):
+                read += len(rows_chunk)
+                builder.merge(rows_chunk, chunk)
+                unused.update(chunk.unused)
     if fmt == "unpaired":
         pairs, alone = pair_by_prompt(waiting)
         for item, detail in alone:
@@ -162,8 +122,4 @@ def _add(
     builder: Builder, row: RawRow, key: str, canonical: Canonical, problem_key: str, index: int | None = None
 ) -> None:
     """Add a pair, or quarantine it under `problem_key` when its texts cannot be stored."""
-    problem = text_problem(canonical)
-    if problem is not None:
-        builder.add_problem(row, *problem, key=problem_key)
-        return
-    builder.add_pair(row, key, canonical, index=index)
+    apply_actions(builder, row, [pair_action(builder.dataset, key, canonical, problem_key, index)], None, [])

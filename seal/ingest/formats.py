@@ -78,7 +78,7 @@ def adapt_transcript(record: Mapping[str, Any], mapping: ColumnMap) -> Canonical
     rejected_raw = field_text(record, mapping.col("rejected"), "rejected")
     try:
         chosen = split_final_response(chosen_raw)
-        rejected = split_final_response(rejected_raw)
+        rejected = split_final_response(rejected_raw, with_context=False)  # the pair's context is chosen's
     except TranscriptError as err:
         raise RowProblem(err.reason, str(err)) from None
     return Canonical(

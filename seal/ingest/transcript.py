@@ -5,14 +5,25 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_MARKER = re.compile(r"(?:^|\n\n)(Human|Assistant):[ \t]?")
+# A turn opens with a marker at the very start of the text or after a blank line. Two patterns rather than
+# one `(?:^|\n\n)...`: a pattern that starts with a literal is searched by a fast prefix scan (4x faster).
+_START_MARKER = re.compile(r"(Human|Assistant):[ \t]?")
+_NEXT_MARKER = re.compile(r"\n\n(Human|Assistant):[ \t]?")
 _ROLE = {"Human": "user", "Assistant": "assistant"}
 _FINAL_MARKER = "\n\nAssistant:"
 
 
+def _markers(text: str) -> list[re.Match[str]]:
+    """The turn markers of `text` in order: the matches of ``(?:^|\n\n)(Human|Assistant):[ \t]?``."""
+    first = _START_MARKER.match(text)
+    if first is None:
+        return list(_NEXT_MARKER.finditer(text))
+    return [first, *_NEXT_MARKER.finditer(text, first.end())]
+
+
 def has_markers(text: str) -> bool:
     """True when the text holds a Human:/Assistant: dialogue."""
-    return bool(_MARKER.search(text)) and ("Assistant:" in text or "Human:" in text)
+    return bool(_START_MARKER.match(text) or _NEXT_MARKER.search(text))
 
 
 def parse_turns(text: str, leading_role: str = "user") -> list[dict[str, str]]:
@@ -22,7 +33,7 @@ def parse_turns(text: str, leading_role: str = "user") -> list[dict[str, str]]:
     HHH's start with the human's words and only mark later turns.
     """
     turns: list[dict[str, str]] = []
-    matches = list(_MARKER.finditer(text))
+    matches = _markers(text)
     head = text[: matches[0].start()] if matches else text
     if head.strip():
         turns.append({"role": leading_role, "content": head.strip()})
@@ -49,8 +60,9 @@ class TranscriptError(ValueError):
         self.reason = reason
 
 
-def split_final_response(text: str) -> SplitTranscript:
-    """Cut a transcript into the context before the final Assistant turn and that turn's text."""
+def split_final_response(text: str, with_context: bool = True) -> SplitTranscript:
+    """Cut a transcript into the context before the final Assistant turn and that turn's text
+    (`with_context` False: the context is left unparsed, [], when only the prefix and response are needed)."""
     if not text.strip():
         raise TranscriptError("empty_text", "the transcript is empty")
     cut = text.rfind(_FINAL_MARKER)
@@ -60,8 +72,11 @@ def split_final_response(text: str) -> SplitTranscript:
         else:
             raise TranscriptError("no_assistant_turn", "the transcript has no Assistant turn")
     prefix = text[:cut]
-    tail = text[cut:]
-    tail_turns = parse_turns(tail)
-    if len(tail_turns) != 1 or tail_turns[0]["role"] != "assistant":
+    # The tail opens with its Assistant marker; it is the final turn when no other marker follows
+    # (what parse_turns(tail) == [one assistant turn] says, without building the turns).
+    opening = _START_MARKER.match(text, cut) if cut == 0 else None
+    opening = opening or _NEXT_MARKER.match(text, cut)
+    if opening is None or _NEXT_MARKER.search(text, opening.end()) is not None:
         raise TranscriptError("final_turn_not_assistant", "a Human turn follows the last Assistant turn")
-    return SplitTranscript(prefix=prefix, context=parse_turns(prefix), response=tail_turns[0]["content"])
+    context = parse_turns(prefix) if with_context else []
+    return SplitTranscript(prefix=prefix, context=context, response=text[opening.end() :].strip())

