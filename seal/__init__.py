@@ -24,7 +24,10 @@ _OPTIONAL = frozenset({"lancedb", "lance", "pyarrow", "pandas", "datasets"})
 if TYPE_CHECKING:
     from seal.api import (
         confusing,
+        demo,
         embed,
+        engine_options,
+        export,
         findings,
         import_features,
         import_scores,
@@ -38,7 +41,9 @@ if TYPE_CHECKING:
         perturb,
         perturb_ops,
         plan,
+        publish,
         quarantined,
+        report,
         resistance,
         robustness,
         run,
@@ -47,6 +52,7 @@ if TYPE_CHECKING:
         similar,
         stats,
         tag,
+        train_probe,
         validate_spec,
         versions,
     )
@@ -58,6 +64,15 @@ if TYPE_CHECKING:
 # by `__getattr__`); a later `import seal.ingest.x` does not bind the package again.
 import_module("seal.ingest")
 del globals()["ingest"]
+# The same for `seal.export` (the outputs package, whose __init__ imports nothing) and the verb `seal.export`.
+import_module("seal.export")
+del globals()["export"]
+# The same for `seal.demo` (the demo's orchestration module, which imports nothing heavy) and the verb `seal.demo`.
+import_module("seal.demo")
+del globals()["demo"]
+# The same for `seal.report` (the HTML report package, whose __init__ imports nothing) and the verb `seal.report`.
+import_module("seal.report")
+del globals()["report"]
 
 
 def __getattr__(name: str) -> Any:
@@ -79,7 +94,10 @@ __all__ = [
     "Store",
     "__version__",
     "confusing",
+    "demo",
     "embed",
+    "engine_options",
+    "export",
     "findings",
     "import_features",
     "import_scores",
@@ -93,7 +111,9 @@ __all__ = [
     "perturb",
     "perturb_ops",
     "plan",
+    "publish",
     "quarantined",
+    "report",
     "resistance",
     "robustness",
     "run",
@@ -102,6 +122,7 @@ __all__ = [
     "similar",
     "stats",
     "tag",
+    "train_probe",
     "validate_spec",
     "versions",
 ]

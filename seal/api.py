@@ -30,9 +30,24 @@ from seal.store import Store, default_store_path
 StoreLike = Store | str | os.PathLike[str]
 
 
-def open_store(path: StoreLike | None = None) -> Store:
-    """The store at `path` (default `$SEAL_STORE`, else ./seal-store). Opening creates nothing."""
-    return path if isinstance(path, Store) else Store(path or default_store_path())
+def open_store(
+    path: StoreLike | None = None, storage_options: Mapping[str, str] | Sequence[str] | None = None
+) -> Store:
+    """The store at `path` (default `$SEAL_STORE`, else ./seal-store): a folder or an object-store URI
+    (``s3://bucket/prefix``), whose `storage_options` (a mapping or ``KEY=VALUE`` strings) add to the ``AWS_*``
+    environment and are never written anywhere. Opening creates nothing."""
+    if isinstance(path, Store):
+        return path
+    return Store(path or default_store_path(), storage_options=storage_options)
+
+
+def engine_options(engine: Any = None, **ray: Any) -> Any:
+    """Where a stage's engine runs: `engine_options("ray", address=..., actors=..., actors_per_gpu=...,
+    cpus_per_actor=..., batch_rows=...)`, for the `engine=` option of `score`, `embed`, `label` and `perturb`.
+    "local" (the default) needs no Ray; "ray" needs `pip install 'seal-audit[ray]'`."""
+    from seal.distributed import engine_options as make
+
+    return make(engine, **ray)
 
 
 def _store(store: StoreLike | None) -> Store:
@@ -56,12 +71,59 @@ def score(store: StoreLike, model: str, *, on_start: Callable[[Any], None] | Non
     return run_score(_store(store), model, on_start=on_start, **options)
 
 
+def train_probe(
+    store: StoreLike,
+    out: str | os.PathLike[str],
+    *,
+    where: str | None = None,
+    split: str | float = "train:0.5",
+    force: bool = False,
+    check: bool = True,
+    device: str = "auto",
+    progress: Callable[[str], None] | None = None,
+    **config: Any,
+) -> Any:
+    """Train a probe reward model on the human preferences of the store's pairs (`seal train-probe`): a
+    Bradley–Terry linear head on a frozen MiniLM, saved at `out` as a model folder that `score` loads like
+    any RM. `where` selects pairs (LanceDB SQL; identical-response pairs are always left out), `split`
+    (train:0.5) and `seed` split them; config: seed, epochs, l2, layers, max_length, base. `check`: re-score a
+    few held-out pairs from the saved folder through the ordinary scorer (`scorer_check`)."""
+    from seal.analysis.stats import wilson_interval
+    from seal.engines.probe import ProbeConfig, ProbePair, parse_split
+    from seal.engines.probe import train_probe as fit
+    from seal.schema import IDENTICAL_FLAG, has_identical_flag
+
+    opened = _store(store)
+    opened.require()
+    keep = f"NOT {IDENTICAL_FLAG}" if has_identical_flag(opened.schema()) else None
+    selected = " AND ".join(f"({w})" for w in (where, keep) if w) or None
+    rows = opened.read(["pair_id", "context", "chosen", "rejected"], selected).to_pylist()
+    pairs = [ProbePair(r["pair_id"], r["context"] or [], r["chosen"] or "", r["rejected"] or "") for r in rows]
+    data = {
+        "store": str(opened.path.resolve()),
+        "where": where,
+        "pairs_version": opened.version(),
+        "identical_left_out": opened.count(where) - len(pairs) if keep else 0,
+    }
+    cfg = ProbeConfig(split=parse_split(split), **config)
+    return fit(
+        pairs, out, cfg, interval=wilson_interval, force=force, check=check, device=device, data=data, progress=progress
+    )
+
+
 def label(store: StoreLike, feature_set: str = "heuristics", *, labeler: str = "heuristics", **options: Any) -> Any:
     """Label every response with a feature set: `labeler="heuristics"` (free, offline) or `labeler="llm"` with the
     options of `seal label --labeler llm` (model, base_url, api_key_env, concurrency, dry_run, ...)."""
     if labeler == "llm":
         from seal.annotate.features.llm import label_llm
 
+        engine = options.pop("engine", None)
+        if engine is not None and engine_options(engine).is_ray:
+            from seal.errors import SealError
+
+            raise SealError(
+                "the llm labeler runs on the local engine", hint="its requests are already concurrent: drop --engine"
+            )
         return label_llm(_store(store), feature_set, **options)
     if labeler != "heuristics":
         from seal.errors import SealError
@@ -117,7 +179,10 @@ def perturb(
     if "endpoint" not in options:
         config = replace(config, endpoint=endpoint_settings(config.method, config.params, given, endpoint_environment))
     rest = {k: v for k, v in options.items() if k not in config_fields}
-    return run_perturb(_store(store), config, **rest)
+    from seal.distributed import use_engine
+
+    with use_engine(engine_options(rest.pop("engine", None))):  # the variants' re-scoring runs there
+        return run_perturb(_store(store), config, **rest)
 
 
 def _spec_perturbation(spec: Spec | str | os.PathLike[str], name: str) -> dict[str, Any]:
@@ -186,6 +251,24 @@ def import_features(
     from seal.annotate.features.importer import import_features as run_import
 
     return run_import(_store(store), file, feature_set, key=key, dataset=dataset, dry_run=dry_run)
+
+
+def export(store: StoreLike, directory: str | os.PathLike[str], **options: Any) -> Any:
+    """Export the pairs to `directory` (`seal export`): format hf (parquet shards + a dataset card that documents
+    every column's recipe and the analyses), parquet, jsonl or annotated-pairs (Feedback Forensics); options:
+    format, where, columns, embeddings, config, license, max_shard_size."""
+    from seal.export.core import export as run_export
+
+    return run_export(_store(store), directory, **options)
+
+
+def publish(store: StoreLike, repo_id: str, **options: Any) -> Any:
+    """Push the `hf` export to Hugging Face Hub dataset repo `repo_id` in one commit, merging the repo's card
+    (`seal publish`); options: private, revision, create_pr, config, token_env, dry_run, report, message and the
+    export's (where, columns, embeddings, license, max_shard_size)."""
+    from seal.export.publish import publish as run_publish
+
+    return run_publish(_store(store), repo_id, **options)
 
 
 def resistance(store: StoreLike, model: str | None = None, control: str | None = None, **options: Any) -> Any:
@@ -258,6 +341,23 @@ def findings(store: StoreLike, kind: str | None = None, pair_id: str | None = No
     rows = stored_findings(opened, kind, pair_id)
     rows.sort(key=lambda r: (r["kind"], -(r["score"] if r["score"] is not None else float("-inf"))))
     return rows
+
+
+def report(
+    store: StoreLike,
+    out: str | os.PathLike[str] | None = None,
+    *,
+    model: str | None = None,
+    control: str | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Write the self-contained HTML report of the store to `out` (default report.html; `seal report`): dataset,
+    agreement and regimes, γ × regime, imprint, reward vectors, robustness, confusing findings and recipes.
+    Options: confidence, ties, gamma_features, max_text, examples, clusters. Returns {"path", "bytes",
+    "sections": [{"name", "title", "status": "ok" | "empty", "hint", "note"}], "model", "control", ...}."""
+    from seal.report import build_report
+
+    return build_report(_store(store), out, model=model, control=control, **options)
 
 
 def similar(store: StoreLike, pair_id: str, *, k: int = 10, field: str = "pair", where: str | None = None) -> Any:
@@ -347,12 +447,12 @@ def optimize(store: StoreLike, keep: str | None = None) -> dict[str, Any]:
     return {"store": str(opened.path), "keep_seconds": retention.total_seconds(), "tables": tables}
 
 
-def validate_spec(path: str | os.PathLike[str]) -> tuple[Spec | None, list[Any]]:
-    """Load and check an experiment spec (`seal validate`): the spec (None when invalid) and every problem,
-    each with its path in the document."""
+def validate_spec(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> tuple[Spec | None, list[Any]]:
+    """Load and check an experiment spec (`seal validate`) after `overrides` (`--set KEY=VALUE` strings): the
+    spec (None when invalid) and every problem, each with its path in the document."""
     from seal.spec import check_spec
 
-    return check_spec(path)
+    return check_spec(path, overrides)
 
 
 def spec_store(spec: Spec | str | os.PathLike[str], store: StoreLike | None = None) -> Store:
@@ -385,12 +485,26 @@ def run(
     *,
     on_error: str = "fail",
     show_progress: bool = False,
+    announce: bool | None = None,
 ) -> Any:
-    """Run every stage of the spec that is pending or stale (`seal run`)."""
+    """Run every stage of the spec that is pending or stale (`seal run`); `announce` says each stage's start and
+    end on stderr (default: with `show_progress` when stderr is a terminal)."""
     from seal import pipeline
 
     loaded = _spec(spec)
-    return pipeline.run(_spec_store(loaded, store), loaded, show_progress=show_progress, on_error=on_error)
+    return pipeline.run(
+        _spec_store(loaded, store), loaded, show_progress=show_progress, on_error=on_error, announce=announce
+    )
+
+
+def demo(out: str | os.PathLike[str] = "seal-demo", **options: Any) -> Any:
+    """The main job on the shipped demo data, offline (`seal demo`): ingest a slice of hh-rlhf with planted
+    confusing pairs, train an aligned and a control probe RM and score with both, label, embed, perturb and
+    re-score, then resistance, imprint, robustness, confusing entries and the HTML report, all under `out`.
+    Options: pairs, force, llm_model, llm (None: when an endpoint is configured), progress."""
+    from seal.demo import run_demo
+
+    return run_demo(out, **options)
 
 
 # Constants the commands need for their option choices and defaults, read from the module that owns each on
@@ -413,7 +527,11 @@ _CONSTANTS = {
     "TRUNCATION_SIDES": ("seal.engines.scoring", "TRUNCATION_SIDES"),
     "SHARING_MIN_FLOP_PER_KV_BYTE": ("seal.engines.scoring", "SHARING_MIN_FLOP_PER_KV_BYTE"),
     "ON_ERROR": ("seal.pipeline", "ON_ERROR"),
+    "PROBE_DEFAULTS": ("seal.engines.probe", "DEFAULTS"),
+    "ENGINES": ("seal.distributed", "ENGINES"),
     "PLAN_ERROR": ("seal.pipeline", "ERROR"),
+    "EXPORT_FORMATS": ("seal.export.core", "FORMATS"),
+    "EXPORT_MAX_SHARD_SIZE": ("seal.export.writers", "DEFAULT_MAX_SHARD_SIZE"),
 }
 
 
@@ -428,7 +546,10 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "confusing",
+    "demo",
     "embed",
+    "engine_options",
+    "export",
     "findings",
     "import_features",
     "import_scores",
@@ -442,7 +563,9 @@ __all__ = [
     "perturb",
     "perturb_ops",
     "plan",
+    "publish",
     "quarantined",
+    "report",
     "resistance",
     "robustness",
     "run",
@@ -451,6 +574,7 @@ __all__ = [
     "similar",
     "stats",
     "tag",
+    "train_probe",
     "validate_spec",
     "versions",
 ]

@@ -50,10 +50,21 @@ COMMANDS: dict[str, LazyCommand] = {
         "Confusing entries: identical and near-identical responses, duplicates, contradictions "
         "(near-duplicate pairs with opposite preferences) and clusters ranked by excess RM resistance.",
     ),
+    "demo": LazyCommand(
+        "seal.commands.demo",
+        "demo_command",
+        "Run the main job on shipped demo data, offline: probe RMs, analyses and the HTML report.",
+    ),
     "embed": LazyCommand(
         _EMBED,
         "embed_command",
         "Embed every pair's context, responses and the pair (emb_<field> columns), then index them.",
+    ),
+    "export": LazyCommand(
+        "seal.commands.export",
+        "export_command",
+        "Export the pairs and their annotations to DIRECTORY: a Hub-ready dataset with a card, parquet, JSON Lines "
+        "or Feedback Forensics' AnnotatedPairs.",
     ),
     "findings": LazyCommand(
         _CONFUSING,
@@ -91,8 +102,20 @@ COMMANDS: dict[str, LazyCommand] = {
         "Rewrite responses of (a sample of) the pairs and re-score the variants with every scored RM.",
     ),
     "plan": LazyCommand(_SPEC, "plan_command", "Show what `seal run SPEC` would do, stage by stage, and why."),
+    "publish": LazyCommand(
+        "seal.commands.export",
+        "publish_command",
+        "Publish the pairs to a Hugging Face Hub dataset repo: data and card in one commit.",
+    ),
     "quarantine": LazyCommand(_INSPECT, "quarantine_command", "Rows that could not become pairs, with the reason."),
     "query": LazyCommand(_INSPECT, "query_command", "Filter and select pairs with LanceDB SQL."),
+    "report": LazyCommand(
+        "seal.commands.report",
+        "report_command",
+        "One self-contained HTML page of the store: dataset and flags, agreement and regimes, γ × regime, "
+        "imprint, reward vectors and shift angles, robustness, confusing pairs and clusters, and the recipe of "
+        "every column.",
+    ),
     "resistance": LazyCommand(
         _RESISTANCE,
         "resistance_command",
@@ -129,6 +152,11 @@ COMMANDS: dict[str, LazyCommand] = {
         _INSPECT, "stats_command", "Pairs per dataset, flag counts, column coverage and quarantine counts."
     ),
     "tag": LazyCommand(_INSPECT, "tag_command", "Tag a version of the pairs table (the current one by default)."),
+    "train-probe": LazyCommand(
+        "seal.commands.probe",
+        "train_probe_command",
+        "Train a probe reward model on the store's human preferences and save it as a model folder.",
+    ),
     "validate": LazyCommand(
         _SPEC, "validate_command", "Check an experiment spec against schemas/experiment.schema.json."
     ),
