@@ -133,8 +133,9 @@ def test_training_is_deterministic_and_the_seed_moves_the_split(trained, hh_stor
     out, first = trained
     probe_model.FEATURES.clear()  # recompute the features too
     again = seal.train_probe(hh_store, tmp_path / "again", where="dataset = 'hh'", split="train:0.5", seed=0)
-    # The recipe is identical; the weights agree to float rounding. They are bitwise equal only when torch runs with
-    # the same number of threads (the full suite changes it between the two trainings), so compare values.
+    # The recipe is identical; the weights agree closely. They are bitwise equal only when torch runs with the same
+    # number of threads: in CI's full suite the two trainings' features differ in rounding, and L-BFGS carries that
+    # into the head (the bias, 11.82, moved by 1e-3: 8e-5 relative), so compare values at 1e-3.
     assert again.fingerprint == first.fingerprint
     assert_same_weights(tmp_path / "again", out)
     ids = sorted(first.heldout_ids + [i for i in hh_ids(hh_store) if i not in first.heldout_ids])
@@ -152,7 +153,7 @@ def assert_same_weights(a, b) -> None:
     left, right = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
     assert left.keys() == right.keys()
     for name in left:
-        np.testing.assert_allclose(left[name], right[name], rtol=1e-5, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(left[name], right[name], rtol=1e-3, atol=1e-4, err_msg=name)
 
 
 def hh_ids(store) -> list[str]:
