@@ -19,8 +19,13 @@ and no cache or deduplication can shortcut the work. Per size, timed end to end 
 - `similar`: `seal.api.similar(store, pair_id, k=10)` p50 and p95 over 50 random pairs, in-process and warm,
   with the vector index the embed stage's policy gives the size (exact below 20,000 rows, IVF-PQ above:
   built here on `emb_pair` with the policy's parameters, its build time reported);
-- `embed` (only at `--embed-sizes`, default 16,080): `seal.api.embed` of every text of the store with the
+- `neighbors`: the contradiction search's candidate step alone (`similar_pairs` on the content vectors, the
+  same synthetic vectors built without a store): it also runs where the whole search needs too much memory;
+- `embed` (only at `--embed-sizes`, e.g. 16080: about 5,000 CPU seconds): `seal.api.embed` of every text with the
   real MiniLM (then the synthetic vectors replace its columns, so every size searches the same kind of data).
+
+A size that needs more disk than is free is skipped, and so is a stage that needs more memory than is
+available (checked again before the contradiction search), each with a `skipped` line saying why.
 
 `--baseline` also times ingest and heuristics with the code the speed-ups replaced (tests/reference_paths.py,
 swapped in for the run) on a second store of the same rows, in the same run, at sizes up to
@@ -65,9 +70,9 @@ TWIN_SIGMA = 0.002  # per-dimension noise of a planted contradiction
 PLANTED_SHARE = 0.001
 SIMILAR_QUERIES = 50
 DISK_BYTES_PER_PAIR = 24_000  # source file, store (texts, labels, 4 embeddings), findings and index, measured
-# peak memory per pair: the contradiction search holds the texts, 3 embedding matrices, the content vectors and a
-# sorted copy; the candidate search alone the content vectors, a sorted copy and the probes
-MEMORY_BYTES_PER_PAIR = {"contradictions": 12_000, "neighbors": 4_000, "similar": 3_000}
+# peak memory per pair, with a margin: the contradiction search holds the texts, 3 embedding matrices, the content
+# vectors and a sorted copy (12 kB measured); the candidate search alone the content vectors, a copy and probes
+MEMORY_BYTES_PER_PAIR = {"contradictions": 16_000, "neighbors": 4_000, "similar": 3_000}
 FINAL = "\n\nAssistant:"
 STAGES = ("ingest", "heuristics", "imprint", "contradictions", "similar", "neighbors")
 
@@ -192,7 +197,7 @@ def reference_paths() -> Iterator[None]:
 
     saved = (core.adapt_all, readers._open_binary, HT.FAST_VADER, H.count_tokens)
     core.adapt_all, readers._open_binary, HT.FAST_VADER, H.count_tokens = (
-        R.adapt_all,
+        R.adapt_all_decoding,
         R.open_binary,
         False,
         R.count_tokens,
@@ -266,6 +271,8 @@ def run_size(n: int, args: argparse.Namespace, base_rows: list[dict[str, Any]], 
             seconds=round(wall, 1),
             cpu_seconds=round(cpu, 1),
         )
+    if "contradictions" in stages and not check_room(n, work, ["contradictions"])[1]:
+        stages.discard("contradictions")  # memory is checked again here: it shrinks as a long run goes on
     if {"contradictions", "similar"} & stages:
         base = base_embeddings(work, base_rows)
         fields = EC.FIELDS if "contradictions" in stages else ("pair",)
@@ -464,7 +471,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="16080,160800", help="pair counts, comma-separated (1608000 optional)")
     parser.add_argument("--stages", default=",".join(STAGES), help=f"some of {','.join(STAGES)}")
-    parser.add_argument("--embed-sizes", default="16080", help="sizes at which all texts are embedded (MiniLM)")
+    parser.add_argument("--embed-sizes", default="", help="sizes at which all texts are embedded (MiniLM; slow)")
     parser.add_argument("--baseline", action="store_true", help="also time the pre-speed-up ingest and heuristics")
     parser.add_argument("--baseline-max", type=int, default=160_800, help="largest size with a baseline")
     parser.add_argument("--ray", action="store_true", help="heuristics local vs Ray at 160,800 (if installed)")

@@ -307,6 +307,13 @@ def adapt_all(
     return Adapted(builder, read, fmt, reason, dict(sorted(unused.items())) if unused else {})
 
 
+def adapt_all_decoding(rows: Iterable[RawRow], *args: Any, **kwargs: Any) -> Any:
+    """The old `adapt_all` on rows read as it read them: JSON lines decoded first."""
+    from seal.ingest.readers import decode_row
+
+    return adapt_all((decode_row(row) for row in rows), *args, **kwargs)
+
+
 def _add(
     builder: Builder, row: RawRow, key: str, canonical: Canonical, problem_key: str, index: int | None = None
 ) -> None:

@@ -19,7 +19,7 @@ from seal.ingest.builder import Builder
 from seal.ingest.detect import check_columns, check_mapped_columns, detect_format, resolve_columns, used_columns
 from seal.ingest.mapping import CHECK_UNUSED, Canonical, ColumnMap
 from seal.ingest.rated import DEFAULT_PAIRING
-from seal.ingest.readers import RawRow
+from seal.ingest.readers import RawRow, decode_row
 from seal.ingest.row_work import RowContext, RowPipeline, apply_actions, pair_action, record_adapter, row_actions
 from seal.ingest.unpaired import Keyed, pair_by_prompt
 
@@ -44,6 +44,7 @@ def _head(rows: Iterable[RawRow], shown: str) -> tuple[list[RawRow], list[dict[s
     head: list[RawRow] = []
     records: list[dict[str, Any]] = []
     for row in rest:
+        row = decode_row(row)
         head.append(row)
         if row.record is not None:
             records.append(row.record)
@@ -70,7 +71,9 @@ def adapt_all(
     run_id: str,
     shown: str | None = None,
 ) -> Adapted:
-    """Adapt every raw row; the format is detected (and --map checked) on the first decodable records.
+    """Adapt every raw row; the format is detected (and --map checked) on the first decodable records. Rows
+    may come with their JSON not decoded yet (`Source.rows(defer_json=True)`): it is decoded where the row is
+    adapted, in a worker process for most rows of a large source.
 
     `source` is recorded with quarantined rows; `shown` (the source as the user wrote it) names it in errors.
     """
@@ -101,6 +104,7 @@ def adapt_all(
         adapt = record_adapter(fmt, mapping)
         for row in rows_in_order:
             read += 1
+            row = decode_row(row)
             apply_actions(builder, row, row_actions(row, ctx, adapt), unused, waiting)
     else:
         with RowPipeline(ctx) as pipeline:

@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from seal import schema
 from seal.ingest.mapping import Canonical
-from seal.ingest.readers import SNIPPET_CHARS, RawRow
+from seal.ingest.readers import SNIPPET_CHARS, RawRow, decode_row
 from seal.schema import ANNOTATOR_AGREEMENT as AGREEMENT
 
 CHUNK_ROWS = 20_000
@@ -177,8 +177,8 @@ class Builder:
                 self.quarantine.append(value)
                 continue
             pair_id, row = chunk.pair_ids[j], rows[pos]
-            if pair_id in seen_ids:
-                self.add_problem(row, "duplicate_key", duplicate_key_detail(value), key=value)
+            if pair_id in seen_ids:  # the row as read (its snippet comes from the decoded record)
+                self.add_problem(decode_row(row), "duplicate_key", duplicate_key_detail(value), key=value)
                 keep[j] = False
                 continue
             seen_ids.add(pair_id)

@@ -230,7 +230,7 @@ def ingest(
     run_id = new_run_id()
     warnings: list[str] = []
 
-    raw_rows: Iterable[RawRow] = _limited(src.rows(), limit)
+    raw_rows: Iterable[RawRow] = _limited(src.rows(defer_json=True), limit)  # decoded where adapted
     with progress_bar(show_progress, desc=f"Reading {dataset}", unit="rows") as bar, _datasets_bars(show_progress):
         raw_rows = bar.wrap(raw_rows)
         if sample is not None:

@@ -56,6 +56,15 @@ class RawRow:
     record: dict[str, Any] | None
     problem: tuple[str, str] | None = None  # (reason, detail)
     snippet: str = ""
+    text: str | None = None  # a JSON line not decoded yet (`Source.rows(defer_json=True)`; see `decode_row`)
+
+
+def decode_row(row: RawRow) -> RawRow:
+    """The row with its JSON line decoded, as reading it without `defer_json` gives it (others as they are)."""
+    if row.text is None:
+        return row
+    decoded = _decode_json_line(row.text, row.key)
+    return RawRow(row.index, row.key, decoded.record, decoded.problem, decoded.snippet)
 
 
 @dataclass
@@ -68,7 +77,9 @@ class Source:
     options: dict[str, Any] = field(default_factory=dict)
     max_row_bytes: int = MAX_ROW_BYTES
 
-    def rows(self) -> Iterator[RawRow]:
+    def rows(self, defer_json: bool = False) -> Iterator[RawRow]:
+        """Every row, in order. `defer_json`: JSON lines come undecoded (`RawRow.text`), for `decode_row`
+        where the work is done (ingest decodes them in its worker processes)."""
         if self.kind == "datasets":
             yield from _datasets_rows(self.location, limit=self.max_row_bytes, **self.options)
             return
@@ -76,8 +87,8 @@ class Source:
         root = Path(self.location) if self.kind == "folder" else None
         for path in self.files:
             name = path.relative_to(root).as_posix() if root else path.name
-            for row in _file_rows(path, name, self.max_row_bytes):
-                yield RawRow(index, row.key, row.record, row.problem, row.snippet)
+            for row in _file_rows(path, name, self.max_row_bytes, defer_json):
+                yield RawRow(index, row.key, row.record, row.problem, row.snippet, row.text)
                 index += 1
 
 
@@ -154,11 +165,11 @@ def _open_binary(path: Path, gz: bool) -> io.BufferedIOBase:
         raise SourceError(f"cannot open {path}: {one_line(err.strerror or err)}") from None
 
 
-def _file_rows(path: Path, name: str, limit: int = MAX_ROW_BYTES) -> Iterator[RawRow]:
+def _file_rows(path: Path, name: str, limit: int = MAX_ROW_BYTES, defer_json: bool = False) -> Iterator[RawRow]:
     suffix, gz = suffix_of(path)
     try:
         if suffix in (".jsonl", ".ndjson"):
-            yield from _jsonl_rows(path, name, gz, limit)
+            yield from _jsonl_rows(path, name, gz, limit, defer_json)
         elif suffix == ".json":
             yield from _json_rows(path, name, gz, limit)
         elif suffix == ".parquet":
@@ -218,7 +229,9 @@ def _duplicate_detail(key: str) -> str:
     return f"the JSON object names the key `{key}` more than once (a JSON reader keeps only the last value)"
 
 
-def _jsonl_rows(path: Path, name: str, gz: bool, limit: int = MAX_ROW_BYTES) -> Iterator[RawRow]:
+def _jsonl_rows(
+    path: Path, name: str, gz: bool, limit: int = MAX_ROW_BYTES, defer_json: bool = False
+) -> Iterator[RawRow]:
     with _open_binary(path, gz) as handle:
         for line_no, raw in enumerate(handle, start=1):
             key = f"{name}:{line_no}"
@@ -237,18 +250,20 @@ def _jsonl_rows(path: Path, name: str, gz: bool, limit: int = MAX_ROW_BYTES) -> 
                 text = text[1:]  # a UTF-8 byte-order mark (files saved by some Windows editors)
             if not text.strip():
                 continue
-            try:
-                value = _STRICT_JSON.decode(text)
-            except json.JSONDecodeError as err:
-                yield RawRow(0, key, None, ("invalid_json", f"{err.msg} at column {err.colno}"), text[:SNIPPET_CHARS])
-                continue
-            except _DuplicateKey as dup:
-                yield RawRow(0, key, None, ("duplicate_key", _duplicate_detail(dup.key)), text[:SNIPPET_CHARS])
-                continue
-            except RecursionError:
-                yield RawRow(0, key, None, ("invalid_json", "the JSON is nested too deeply"), text[:SNIPPET_CHARS])
-                continue
-            yield _check_record(value, key, text[:SNIPPET_CHARS])
+            yield RawRow(0, key, None, text=text) if defer_json else _decode_json_line(text, key)
+
+
+def _decode_json_line(text: str, key: str) -> RawRow:
+    """The row of one non-blank JSON line: its record, or why it has none."""
+    try:
+        value = _STRICT_JSON.decode(text)
+    except json.JSONDecodeError as err:
+        return RawRow(0, key, None, ("invalid_json", f"{err.msg} at column {err.colno}"), text[:SNIPPET_CHARS])
+    except _DuplicateKey as dup:
+        return RawRow(0, key, None, ("duplicate_key", _duplicate_detail(dup.key)), text[:SNIPPET_CHARS])
+    except RecursionError:
+        return RawRow(0, key, None, ("invalid_json", "the JSON is nested too deeply"), text[:SNIPPET_CHARS])
+    return _check_record(value, key, text[:SNIPPET_CHARS])
 
 
 def _json_rows(path: Path, name: str, gz: bool, limit: int = MAX_ROW_BYTES) -> Iterator[RawRow]:
