@@ -62,3 +62,14 @@ def test_readme_documents_the_shared_data_variable():
     conftest = (REPO / "tests" / "conftest.py").read_text()
     assert "SEAL_SHARED_DATA" in conftest
     assert "SEAL_SHARED_DATA" in README
+
+
+def test_ci_runs_the_readme_test_command():
+    """CI must run exactly what the README tells a newcomer to run, and the tests it needs must be installable."""
+    marker = "**The tests**"
+    block = _code_blocks(README[README.index(marker) :])[0].strip()
+    assert block.startswith("python -m pytest"), block
+    ci_lines = [line.strip() for line in (REPO / ".ci" / "run").read_text().splitlines()]
+    assert block in ci_lines, f".ci/run does not run the README's test command `{block}`"
+    if " -n " in f" {block} ":
+        assert "pytest-xdist" in (REPO / "pyproject.toml").read_text(), "`-n` needs pytest-xdist in the test extra"
