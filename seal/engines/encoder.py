@@ -200,8 +200,11 @@ class TextEncoder:
             raise hub.unreachable_error(f"the embedding model `{self.resolved.model}`", offline, LOAD_HINT)
         from sentence_transformers import SentenceTransformer
 
+        from seal.engines.scoring.checkpoint import quiet_transformers
+
         try:
-            model = SentenceTransformer(self.resolved.path or self.resolved.model, device=self.device)
+            with quiet_transformers():  # no "Loading weights" bar between seal's own bars
+                model = SentenceTransformer(self.resolved.path or self.resolved.model, device=self.device)
         except Exception as err:  # offline without a cache, bad folder, ...
             raise SealError(
                 f"cannot load the embedding model `{self.resolved.model}`: {type(err).__name__}: {err}",
