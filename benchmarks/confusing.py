@@ -13,7 +13,7 @@
    findings and columns), recall of the planted twins; baseline: exact blocked all-pairs matrix products
    timed on 20,000 rows and scaled by (160,800 / 20,000)² (what a brute-force search would cost here).
    Target ≤ 120 s.
-3. `similar_160k`: `seal.search.similar` p50/p95 over 50 random pairs, exact (no index) then IVF-PQ (the
+3. `similar_160k`: `seal.similarity.similar` p50/p95 over 50 random pairs, exact (no index) then IVF-PQ (the
    index `refresh_indexes` builds at this size; its build time reported), and recall@10 of IVF-PQ against
    exact. Target p50 ≤ 20 ms.
 
@@ -44,7 +44,7 @@ from seal.analysis import confusing as C  # noqa: E402
 from seal.analysis.neighbors import similar_pairs  # noqa: E402
 from seal.annotate import embeddings as E  # noqa: E402
 from seal.catalog import embeddings as EC  # noqa: E402
-from seal.search import similar  # noqa: E402
+from seal.similarity import similar  # noqa: E402
 
 
 def emit(**fields) -> None:

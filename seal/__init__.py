@@ -2,10 +2,10 @@
 
 The Python API (seal.api): `open_store`, the stages `ingest`, `score`, `import_scores`, `label`, `import_features`,
 `embed`, `perturb`, the analyses `resistance`, `imprint`, `robustness`, `confusing`, the store's readers (`stats`,
-`show`, `models`, `findings`, `similar`, ...) and `plan`/`run` for a spec — the same functions, with the same
-options, that the `seal` commands call. Everything is imported on first use: `import seal` stays cheap (the CLI's
-`--version` and `--help` need nothing else), and on a machine without the store's dependencies the scoring core
-and the transcript parser still import; there the names that need them are absent.
+`show`, `query`, `models`, `findings`, `similar`, `search`, ...) and `plan`/`run` for a spec — the same functions,
+with the same options, that the `seal` commands call. Everything is imported on first use: `import seal` stays
+cheap (the CLI's `--version` and `--help` need nothing else), and on a machine without the store's dependencies
+the scoring core and the transcript parser still import; there the names that need them are absent.
 """
 
 from __future__ import annotations
@@ -43,11 +43,13 @@ if TYPE_CHECKING:
         plan,
         publish,
         quarantined,
+        query,
         report,
         resistance,
         robustness,
         run,
         score,
+        search,
         show,
         similar,
         stats,
@@ -113,11 +115,13 @@ __all__ = [
     "plan",
     "publish",
     "quarantined",
+    "query",
     "report",
     "resistance",
     "robustness",
     "run",
     "score",
+    "search",
     "show",
     "similar",
     "stats",

@@ -363,7 +363,7 @@ def report(
 def similar(store: StoreLike, pair_id: str, *, k: int = 10, field: str = "pair", where: str | None = None) -> Any:
     """The `k` pairs nearest to `pair_id` by embedding `field` (context, chosen, rejected or pair), with RM
     margins when scored (`seal similar`); `where` filters the neighbours (LanceDB SQL)."""
-    from seal.search import similar as find
+    from seal.similarity import similar as find
 
     return find(_store(store), pair_id, k=k, field=field, where=where)
 
@@ -379,7 +379,7 @@ def search(
 ) -> Any:
     """Pairs whose context or responses match `text` (`seal search`): mode vector (by meaning), text (BM25) or
     hybrid (both, reciprocal-rank fusion); `fields` among context, chosen, rejected (default all)."""
-    from seal.search import search as find
+    from seal.similarity import search as find
 
     return find(_store(store), text, k=k, mode=mode, fields=fields, where=where)
 
@@ -393,14 +393,14 @@ def models(store: StoreLike) -> list[dict[str, Any]]:
 
 def stats(store: StoreLike) -> dict[str, Any]:
     """Pairs per dataset, flag counts, column coverage and quarantine counts (`seal stats`)."""
-    from seal.query import stats as read
+    from seal.views import stats as read
 
     return read(_store(store))
 
 
 def show(store: StoreLike, pair_id: str) -> dict[str, Any]:
     """One pair with every column: conversation, both responses, flags and annotations (`seal show`)."""
-    from seal.query import show as read
+    from seal.views import show as read
 
     return read(_store(store), pair_id)
 
@@ -410,7 +410,7 @@ def query(
 ) -> Any:
     """Pairs filtered with one LanceDB SQL `where` expression, `select`ed columns (nested with dots), at most
     `limit` rows (None: all), as an Arrow table (`seal query`)."""
-    from seal.query import query as read
+    from seal.views import query as read
 
     return read(_store(store), where=where, select=list(select) if select is not None else None, limit=limit)
 
@@ -419,7 +419,7 @@ def quarantined(
     store: StoreLike, *, dataset: str | None = None, reason: str | None = None, limit: int | None = 50
 ) -> list[dict[str, Any]]:
     """Rows that could not become pairs, with the reason (`seal quarantine`); None `limit` for all."""
-    from seal.query import quarantined as read
+    from seal.views import quarantined as read
 
     return read(_store(store), dataset=dataset, reason=reason, limit=limit)
 

@@ -47,8 +47,8 @@ COMMANDS_NEVER_IMPORT = (
     "seal.ingest",
     "seal.analysis",
     "seal.pipeline",
-    "seal.query",
-    "seal.search",
+    "seal.views",
+    "seal.similarity",
     "seal.catalog",
 )
 

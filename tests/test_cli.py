@@ -348,7 +348,7 @@ def test_debug_shows_the_exception(run_cli, tmp_path):
 
 
 def test_seal_debug_env_prints_traceback_for_unexpected_errors(run_cli, built, monkeypatch):
-    from seal import query
+    from seal import views as query
 
     def boom(*args, **kwargs):
         raise RuntimeError("kaboom")

@@ -274,7 +274,7 @@ def test_confusing_finds_each_kind(crafted):
 
 
 def test_results_are_stored_and_queryable(crafted):
-    from seal import query as q
+    from seal import views as q
 
     store, by = crafted
     store_findings(store, n_clusters=3)

@@ -324,7 +324,7 @@ def test_a_changed_recipe_makes_the_columns_stale(store, tmp_path):
 
 
 def test_ivf_pq_index_above_the_threshold_and_exact_below(store, tmp_path):
-    from seal.search import similar
+    from seal.similarity import similar
 
     rows = random_pairs(600, seed=4)
     rows.append(dict(rows[10], chosen=rows[10]["chosen"].upper()))  # a near twin of row 10

@@ -51,6 +51,24 @@ def test_seal_ingest_stays_the_function_after_its_subpackage_loads():
     assert done.returncode == 0, done.stderr
 
 
+def test_every_exported_name_is_the_api_function():
+    """No verb is shadowed by a module of the same name (`seal.query`, `seal.search`, `seal.report`, ...), even
+    after every module of seal has been imported."""
+    code = """
+import importlib, pkgutil, seal, seal.api
+for info in pkgutil.walk_packages(seal.__path__, "seal."):
+    if info.name.startswith(("seal.distributed.", "seal.__main__")):
+        continue
+    importlib.import_module(info.name)
+for name in seal.__all__:
+    if name in ("IngestResult", "SealError", "Store", "__version__"):
+        continue
+    assert getattr(seal, name) is getattr(seal.api, name), (name, getattr(seal, name))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
 # ---- the CLI: cheap commands import no ML stack ---------------------------------------------------
 
 HEAVY = ("torch", "transformers", "datasets", "statsmodels", "sklearn", "sentence_transformers", "scipy")

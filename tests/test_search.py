@@ -14,7 +14,7 @@ from test_embeddings import BowEncoder, random_pairs, write_pairs
 import seal
 from seal.annotate import embeddings as E
 from seal.cli_schemas import validate_output
-from seal.search import search, similar
+from seal.similarity import search, similar
 from seal.store import RunRecord, new_run_id, now_utc
 
 EXAMPLE = REPO / "examples" / "tiny-hh.jsonl"
@@ -153,7 +153,7 @@ def test_search_needs_embeddings_or_indexes(store, run_cli):
 
 
 def test_query_encoder_refuses_other_weights(store, tmp_path):
-    from seal.search import query_encoder
+    from seal.similarity import query_encoder
 
     seal.ingest(store, str(EXAMPLE))
     store.record_run(

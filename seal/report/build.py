@@ -59,7 +59,7 @@ def check_models(store: Store, model: str | None, control: str | None) -> None:
 
 def gather_sections(store: Store, options: Options) -> tuple[list[Section], Any]:
     """Every section's data, in page order, and the resistance result (None without scores)."""
-    from seal.query import stats as read_stats
+    from seal.views import stats as read_stats
 
     stats = read_stats(store)
     agreement, result = gather.agreement(store, options)

@@ -97,7 +97,7 @@ def attempt(work: Callable[[], T]) -> tuple[T | None, str | None]:
 
 # -- overview and recipes ------------------------------------------------------------------------------
 def overview(stats: dict[str, Any]) -> Section:
-    """Pairs per dataset, flag counts and quarantine counts by reason (seal.query.stats)."""
+    """Pairs per dataset, flag counts and quarantine counts by reason (seal.views.stats)."""
     if not stats["pairs"]:
         return empty("overview", "the store holds no pairs")
     data = {key: stats[key] for key in ("store", "pairs", "version", "datasets", "flags", "quarantine")}
