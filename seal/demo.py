@@ -49,6 +49,10 @@ PERTURB_SAMPLE = 50
 EMBED_MAX_TOKENS = 128  # the embeddings find near-duplicates and clusters; 128 tokens do that at half the cost
 LLM_LABEL_SAMPLE, LLM_PERTURB_SAMPLE = 12, 8
 LLM_MODEL_ENV = "SEAL_LLM_MODEL"
+# Seconds per LLM request. A one-slot local server (llama.cpp on a CPU) answers 4 concurrent requests one after
+# another, ~12 s each for SmolLM2-135M on 2 cores: at the usual 60 s the queued ones time out and are sent again
+# while the server still works on them (725 s instead of ~300 s for the 12 pairs, measured).
+LLM_TIMEOUT_S = 600.0
 # The labeler's preference γ (METHOD.md) needs target features on every pair. Offline, the demo takes them from
 # the heuristic labels: refusal and apology phrases, proxies for harmlessness on hh-rlhf harmless-base. (The
 # SEAL taxonomy's harmless/helpful come from the LLM labeler, which labels only a sample here.)
@@ -494,10 +498,13 @@ def _llm_stages(
     try:
         chosen = settings["model"] or _endpoint_model(settings["base_url"])
         info["model"] = chosen
-        endpoint = {"base_url": settings["base_url"]} if settings["base_url"] else {}
+        endpoint: dict[str, Any] = {"timeout": LLM_TIMEOUT_S}
+        if settings["base_url"]:
+            endpoint["base_url"] = settings["base_url"]
         labelled = stages.run(
             "llm label",
-            f"the SEAL taxonomy on {samples[0]} pairs with {chosen}",
+            f"the SEAL taxonomy on {samples[0]} pairs with {chosen} (minutes with a small local CPU model; "
+            "--no-llm skips)",
             lambda: seal.label(store, "seal-taxonomy", labeler="llm", model=chosen, sample=samples[0], **endpoint),
         )
         info["label"] = {"feature_set": "seal-taxonomy", "pairs": samples[0], "status": labelled.status}
