@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from html.parser import HTMLParser
@@ -307,3 +308,48 @@ def test_the_page_renders_in_chromium_without_errors_or_overflow(full, bare, tmp
     empty = render(Path(seal.report(store, tmp_path / "bare.html")["path"]), width=800)
     assert not empty.console and empty.fits
     assert [n for n, _, _ in empty.sections] == SECTION_NAMES
+
+
+def test_feature_sets_with_different_coverage_get_one_imprint_each(full, tmp_path):
+    """An LLM set labelled on a sample must not shrink the imprint of the sets that label every pair: the report
+    fits one regression per set, each equal to `seal.imprint(features=[set])`, and warns when texts are few."""
+    from seal.report.gather import Options, feature_set_coverage
+    from seal.report.gather import imprint as gather_imprint
+    from seal.report.sections_rm import imprint as render_imprint
+
+    store = seal.open_store(shutil.copytree(full[0].path, tmp_path / "store"))
+    (tmp_path / "sample.yaml").write_text("name: sample\nfeatures:\n  - {name: short, type: bool, role: spoiler}\n")
+    rows = store.read(["pair_id", "chosen", "rejected"]).to_pylist()[:6]
+    with (tmp_path / "sample.jsonl").open("w") as handle:
+        for r in rows:
+            for side in ("chosen", "rejected"):
+                handle.write(json.dumps({"pair_id": r["pair_id"], "side": side, "short": len(r[side]) < 80}) + "\n")
+    seal.import_features(store, str(tmp_path / "sample.jsonl"), str(tmp_path / "sample.yaml"))
+
+    coverage = feature_set_coverage(store)
+    assert coverage["sample"] == 6 and coverage["heuristics"] == store.count() > 6
+    section = gather_imprint(store, Options(), ["post", "pre"])
+    assert "one regression per set" in section.note
+    for alias in ("post", "pre"):
+        regs = section.data["models"][alias]["regressions"]
+        assert sorted(r["feature_set"] for r in regs) == sorted(coverage)
+        for reg in regs:
+            alone = seal.imprint(store, alias, features=[reg["feature_set"]], standardize=True).to_json()
+            assert reg["n"] == alone["regressions"][0]["n"]
+            assert [c["beta"] for c in reg["coefficients"]] == [
+                c["beta"] for c in alone["regressions"][0]["coefficients"]
+            ]
+        assert next(r for r in regs if r["feature_set"] == "sample")["n_pairs"] == 6
+    html = render_imprint(section, Options())
+    assert "<h3><code>post</code> × <code>sample</code></h3>" in html
+    for chunk in html.split("<h3>")[1:]:  # each regression: the warning exactly where texts < 10 per term
+        n_texts, n_terms = (
+            int(x.replace(",", "")) for x in re.search(r"N = ([\d,]+) texts .*?, (\d+) terms", chunk).groups()
+        )
+        assert ("Few texts for the terms" in chunk) == (n_texts < 10 * max(n_terms, 1)), chunk[:300]
+        if "<code>sample</code>" in chunk:
+            assert n_texts == 12
+
+    # with equal coverage (the full fixture's store) the report keeps the one joint fit
+    joint = gather_imprint(full[0], Options(), ["post"])
+    assert [r["feature_set"] for r in joint.data["models"]["post"]["regressions"]] == [None]

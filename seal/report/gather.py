@@ -193,16 +193,44 @@ def imprint(store: Store, options: Options, aliases: Sequence[str]) -> Section:
         return empty("imprint", "the store holds no reward-model scores")
     from seal.analysis.imprint import imprint as fit
 
+    # Sets that label different pairs (heuristics on every pair, an LLM's taxonomy on a sample) are fitted one
+    # by one: a joint fit would keep only the pairs every set labels and drop the best-covered set's data.
+    coverage = feature_set_coverage(store)
+    separate = sorted(coverage, key=lambda s: (-coverage[s], s)) if len(set(coverage.values())) > 1 else [None]
     per_model, notes = {}, []
     for alias in aliases:
-        result, error = attempt(lambda a=alias: fit(store, a, standardize=True, confidence=options.confidence))
-        if result is None:
-            notes.append(f"{alias}: {error}")
-        else:
-            per_model[alias] = result.to_json()
+        fits = []
+        for feature_set in separate:
+            features = None if feature_set is None else [feature_set]
+            result, error = attempt(
+                lambda a=alias, f=features: fit(store, a, features=f, standardize=True, confidence=options.confidence)
+            )
+            if result is None:
+                notes.append(f"{alias}{'' if feature_set is None else f' × {feature_set}'}: {error}")
+                continue
+            fit_json = result.to_json()
+            for reg in fit_json["regressions"]:
+                reg["feature_set"] = feature_set
+            fits.append(fit_json)
+        if fits:
+            per_model[alias] = {**fits[0], "regressions": [reg for f in fits for reg in f["regressions"]]}
+    if separate != [None]:
+        covered = ", ".join(f"{name} {coverage[name]:,}" for name in separate)
+        notes.insert(
+            0,
+            f"The feature sets label different numbers of pairs ({covered}): one regression per set, each on "
+            "the pairs it labels (seal imprint --model ALIAS fits them jointly on the pairs every set labels).",
+        )
     if not per_model:
         return empty("imprint", "; ".join(notes))
     return Section("imprint", note="; ".join(notes) or None, data={"models": per_model})
+
+
+def feature_set_coverage(store: Store) -> dict[str, int]:
+    """Pairs labelled by each stored feature set (`features_<set>` not null)."""
+    from seal.catalog.features import label_column, stored_feature_sets
+
+    return {name: store.count(f"{label_column(name)} IS NOT NULL") for name in stored_feature_sets(store)}
 
 
 def reward_vectors(store: Store, result: Any, options: Options) -> Section:

@@ -121,6 +121,9 @@ def gamma(section: Section, options: Options) -> Html:
     return join(parts)
 
 
+FEW_TEXTS_PER_TERM = 10  # below this many texts per regression term the report warns that β is unstable
+
+
 def imprint(section: Section, options: Options) -> Html:
     parts = [
         paragraph(
@@ -147,12 +150,21 @@ def imprint(section: Section, options: Options) -> Html:
                 for c in terms
             ]
             r2 = num(reg["r2"])
+            on = f" × {code(reg['feature_set'])}" if reg.get("feature_set") else ""
             parts.append(
                 Html(
-                    f"<h3>{code(alias)}</h3><p>N = {reg['n']:,} texts ({reg['n_pairs']:,} pairs), R² = {r2}, "
-                    f"p adjusted: {code(result['correction'])}.</p>"
+                    f"<h3>{code(alias)}{on}</h3><p>N = {reg['n']:,} texts ({reg['n_pairs']:,} pairs), "
+                    f"{len(terms)} terms, R² = {r2}, p adjusted: {code(result['correction'])}.</p>"
                 )
             )
+            if reg["n"] < FEW_TEXTS_PER_TERM * max(len(terms), 1):
+                parts.append(
+                    paragraph(
+                        f"Few texts for the terms (fewer than {FEW_TEXTS_PER_TERM} per term): the fit follows "
+                        "noise and the intervals are wide; label more pairs before reading these βs.",
+                        "muted",
+                    )
+                )
             parts.append(
                 table(["term", "role", "std β", f"{_level(options)} CI", "p (adjusted)", "sign"], rows, numeric=[2, 4])
             )
