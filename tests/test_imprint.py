@@ -397,6 +397,20 @@ def test_cli_imprint_json_text_and_plot(run_cli, world, tmp_path):
     assert bad.exit_code == 1 and "--control and --logit apply to --level pair" in bad.stderr
 
 
+def test_text_output_warns_when_sets_label_different_pairs_or_rows_are_few(run_cli, world):
+    store, data = world
+    seal.label(store, sample=20)  # heuristics on 20 of the 160 pairs; `mini` labels every pair
+    joint = run_cli("imprint", "--model", "post", "--min-count", "1")
+    assert joint.exit_code == 0, joint.output
+    assert "N = 40 (20 pairs; 280 rows dropped for missing values)" in joint.stdout
+    assert "only the pairs every set labels are fitted: --features SET" in joint.stdout
+    assert "(fewer than 10 per term)" in joint.stdout
+    alone = run_cli("imprint", "--model", "post", "--features", "mini", "--min-count", "1")
+    assert alone.exit_code == 0, alone.output
+    assert f"N = {2 * data['n']:,} ({data['n']} pairs; 0 rows" in alone.stdout
+    assert "every set labels" not in alone.stdout and "per term" not in alone.stdout
+
+
 def test_cli_confidence_replaces_alpha_and_bh_is_fdr_bh(run_cli, world):
     """One name for the interval level (--confidence, default 0.95; the JSON keeps alpha = 1 − confidence) and
     one for Benjamini–Hochberg (`bh`, the shared --correction option's; imprint reports it as fdr_bh)."""

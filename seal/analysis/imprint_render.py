@@ -23,6 +23,7 @@ def render_text(result: Any) -> str:
             f"{reg.r2_kind} R² = {r2}, condition number {reg.condition_number:.3g}"
         )
         lines.append(f"SE: {reg.cov_detail}; inference {reg.inference}; p adjusted: {result.correction}")
+        lines.extend(_sample_warnings(result, reg))
         if not reg.converged:
             lines.append("warning: the logit did not converge (separation?)")
         for d in reg.dropped:
@@ -51,6 +52,29 @@ def render_text(result: Any) -> str:
     header += f", fixed effects: {result.fe}" if result.fe else ""
     header += ", standardised)" if result.standardize else ")"
     return header + "\n\n" + "\n".join(lines).rstrip()
+
+
+FEW_ROWS_PER_TERM = 10  # below this many rows per regressor the fit mostly follows noise
+
+
+def _sample_warnings(result: Any, reg: Any) -> list[str]:
+    """Why this fit may rest on less data than the user expects: feature sets labelling different pairs (only the
+    pairs every set labels are kept), or few rows per regressor."""
+    out = []
+    sets = sorted({f.get("feature_set") for f in result.features if f.get("feature_set")})
+    if reg.n_dropped_missing and len(sets) > 1:
+        out.append(
+            f"note: {reg.n_dropped_missing:,} rows lack a value of some feature; when the sets ({', '.join(sets)}) "
+            "label different pairs, only the pairs every set labels are fitted: --features SET fits one set on "
+            "every pair it labels"
+        )
+    terms = sum(1 for c in reg.coefficients if c["role"] != "intercept")
+    if terms and reg.n < FEW_ROWS_PER_TERM * terms:
+        out.append(
+            f"warning: {reg.n:,} rows for {terms} terms (fewer than {FEW_ROWS_PER_TERM} per term): the estimates "
+            "are unstable; label more pairs"
+        )
+    return out
 
 
 ROLE_COLOURS = {"target": "#1f77b4", "spoiler": "#d62728", "none": "#7f7f7f"}
