@@ -57,6 +57,12 @@ def render_text(result: Any) -> str:
 FEW_ROWS_PER_TERM = 10  # below this many rows per regressor the fit mostly follows noise
 
 
+def too_few_rows_per_term(n: int, terms: int) -> bool:
+    """Whether a fit of `terms` regressors (intercept aside) on `n` rows has fewer than FEW_ROWS_PER_TERM per
+    term (`seal imprint`'s text and the HTML report warn then)."""
+    return n < FEW_ROWS_PER_TERM * max(terms, 1)
+
+
 def _sample_warnings(result: Any, reg: Any) -> list[str]:
     """Why this fit may rest on less data than the user expects: feature sets labelling different pairs (only the
     pairs every set labels are kept), or few rows per regressor."""
@@ -69,7 +75,7 @@ def _sample_warnings(result: Any, reg: Any) -> list[str]:
             "every pair it labels"
         )
     terms = sum(1 for c in reg.coefficients if c["role"] != "intercept")
-    if terms and reg.n < FEW_ROWS_PER_TERM * terms:
+    if terms and too_few_rows_per_term(reg.n, terms):
         out.append(
             f"warning: {reg.n:,} rows for {terms} terms (fewer than {FEW_ROWS_PER_TERM} per term): the estimates "
             "are unstable; label more pairs"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from seal.analysis.imprint_render import FEW_ROWS_PER_TERM, too_few_rows_per_term
 from seal.report import plots
 from seal.report.escape import anchor_id, attr, text
 from seal.report.gather import Options, Section
@@ -121,9 +122,6 @@ def gamma(section: Section, options: Options) -> Html:
     return join(parts)
 
 
-FEW_TEXTS_PER_TERM = 10  # below this many texts per regression term the report warns that β is unstable
-
-
 def imprint(section: Section, options: Options) -> Html:
     parts = [
         paragraph(
@@ -157,10 +155,10 @@ def imprint(section: Section, options: Options) -> Html:
                     f"{len(terms)} terms, R² = {r2}, p adjusted: {code(result['correction'])}.</p>"
                 )
             )
-            if reg["n"] < FEW_TEXTS_PER_TERM * max(len(terms), 1):
+            if too_few_rows_per_term(reg["n"], len(terms)):
                 parts.append(
                     paragraph(
-                        f"Few texts for the terms (fewer than {FEW_TEXTS_PER_TERM} per term): the fit follows "
+                        f"Few texts for the terms (fewer than {FEW_ROWS_PER_TERM} per term): the fit follows "
                         "noise and the intervals are wide; label more pairs before reading these βs.",
                         "muted",
                     )
